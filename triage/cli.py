@@ -1,0 +1,75 @@
+"""The ``triage`` command line: one subcommand per job, each a thin shell over a module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from triage.errors import TriageError
+
+log = logging.getLogger("triage")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from triage import classify_cmd
+
+    return classify_cmd.run(args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from triage import model
+
+    return model.train_command(args)
+
+
+def _check_rules(args: argparse.Namespace) -> int:
+    from triage import rules
+
+    return rules.check_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("classify", help="classify .eml files, folders of them, or mbox files")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--rules", help="rules file (default: rules.yaml)")
+    p.add_argument("--json", action="store_true", help="one JSON object per message per line")
+    p.set_defaults(handler=_classify)
+
+    p = sub.add_parser("train", help="train the classifier from the labelled corpus")
+    p.add_argument("--corpus", help="corpus folder (default: models/corpus)")
+    p.add_argument("--out", help="where to write the model (default: models/)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.set_defaults(handler=_train)
+
+    p = sub.add_parser("check-rules", help="validate a rules file")
+    p.add_argument("file", nargs="?", help="rules file (default: rules.yaml)")
+    p.set_defaults(handler=_check_rules)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except TriageError as exc:
+        print(f"triage: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Typed settings, read once at start-up from the environment (and an optional file).
+
+Nothing downstream reads a raw dict or ``os.environ``. Secrets are read from the
+environment or a mounted file and are masked wherever settings are shown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from triage.errors import ConfigError
+
+SECURITY_MODES = ("tls", "starttls", "none")
+
+
+def mask(secret: str) -> str:
+    """What to show instead of a secret: never any of its characters."""
+    return "****" if secret else ""
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    user: str
+    password: str = field(repr=False)
+    port: int = 993
+    security: str = "tls"
+    verify_certificate: bool = True
+    ca_file: str | None = None
+    folders: tuple[str, ...] = ()
+    junk_folder: str | None = None
+    rescue_folder: str = "INBOX"
+    idle_refresh_seconds: int = 540
+    max_connections: int = 2
+    backfill_days: int = 30
+    history_grace_hours: int = 24
+    fetch_batch: int = 200
+    max_fetch_bytes: int = 256 * 1024
+
+    def describe(self) -> str:
+        return f"{self.user}@{self.host}:{self.port} ({self.security}), password {mask(self.password)}"
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    urls: tuple[str, ...] = field(default=(), repr=False)
+    apprise_config: str | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class Settings:
+    imap: ImapSettings | None
+    notify: NotifySettings
+    state_dir: Path
+    rules_path: Path
+    trusted_authserv_ids: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "triage.db"
+
+
+def _read_secret(env: Mapping[str, str], name: str) -> str:
+    """``NAME`` or the contents of the file named by ``NAME_FILE`` (a mounted secret)."""
+    if env.get(name):
+        return env[name]
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part for part in value.replace(",", " ").split() if part)
+
+
+def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
+    """IMAP settings, or None when no host is configured (the embedded demo then runs)."""
+    host = env.get("TRIAGE_IMAP_HOST", "")
+    if not host:
+        return None
+    security = env.get("TRIAGE_IMAP_SECURITY", "tls").lower()
+    if security not in SECURITY_MODES:
+        raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+    user = env.get("TRIAGE_IMAP_USER", "")
+    if not user:
+        raise ConfigError("TRIAGE_IMAP_USER is required when TRIAGE_IMAP_HOST is set")
+    default_port = 993 if security == "tls" else 143
+    return ImapSettings(
+        host=host,
+        user=user,
+        password=_read_secret(env, "TRIAGE_IMAP_PASSWORD"),
+        port=_int(env, "TRIAGE_IMAP_PORT", default_port),
+        security=security,
+        verify_certificate=env.get("TRIAGE_IMAP_VERIFY", "1").lower() not in ("0", "false", "no"),
+        ca_file=env.get("TRIAGE_IMAP_CA_FILE") or None,
+        folders=_split(env.get("TRIAGE_IMAP_FOLDERS", "")),
+        junk_folder=env.get("TRIAGE_IMAP_JUNK_FOLDER") or None,
+        rescue_folder=env.get("TRIAGE_RESCUE_FOLDER", "INBOX"),
+        idle_refresh_seconds=_int(env, "TRIAGE_IDLE_REFRESH", 540),
+        max_connections=_int(env, "TRIAGE_IMAP_MAX_CONNECTIONS", 2),
+        backfill_days=_int(env, "TRIAGE_BACKFILL_DAYS", 30),
+        history_grace_hours=_int(env, "TRIAGE_HISTORY_GRACE_HOURS", 24),
+    )
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raises :class:`ConfigError` with the variable's name."""
+    env = os.environ if env is None else env
+    state_dir = Path(env.get("TRIAGE_STATE_DIR") or Path.home() / ".local/state/triage")
+    return Settings(
+        imap=imap_from_env(env),
+        notify=NotifySettings(
+            urls=_split(_read_secret(env, "TRIAGE_NOTIFY_URLS")),
+            apprise_config=env.get("TRIAGE_APPRISE_CONFIG") or None,
+            timezone=env.get("TRIAGE_TIMEZONE", "UTC"),
+        ),
+        state_dir=state_dir,
+        rules_path=Path(env.get("TRIAGE_RULES") or default_rules_path()),
+        trusted_authserv_ids=_split(env.get("TRIAGE_TRUSTED_AUTHSERV_IDS", "")),
+    )
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_rules_path() -> Path:
+    """rules.yaml in the working directory, else the default policy shipped with triage."""
+    local = Path("rules.yaml")
+    return local if local.exists() else PROJECT_ROOT / "rules.yaml"
+
+
+def default_model_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``TRIAGE_MODEL_DIR``, else the ``models/`` folder shipped beside the package."""
+    env = os.environ if env is None else env
+    return Path(env.get("TRIAGE_MODEL_DIR") or PROJECT_ROOT / "models")
