@@ -32,6 +32,30 @@ def _check_rules(args: argparse.Namespace) -> int:
     return rules.check_command(args)
 
 
+def _folders(args: argparse.Namespace) -> int:
+    from triage import mailbox
+
+    return mailbox.folders_command(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from triage import daemon
+
+    return daemon.run_command(args)
+
+
+def _digest(args: argparse.Namespace) -> int:
+    from triage import digest
+
+    return digest.digest_command(args)
+
+
+def _notify(args: argparse.Namespace) -> int:
+    from triage import notify
+
+    return notify.notify_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -52,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-rules", help="validate a rules file")
     p.add_argument("file", nargs="?", help="rules file (default: rules.yaml)")
     p.set_defaults(handler=_check_rules)
+
+    p = sub.add_parser("folders", help="list the mailbox's folders and the role each got")
+    p.set_defaults(handler=_folders)
+
+    p = sub.add_parser("run", help="watch the mailbox (the daemon)")
+    p.add_argument("--once", action="store_true", help="sync every watched folder once, then exit")
+    p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("digest", help="send or preview the pending digest")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--now", action="store_true", help="send the pending digest now")
+    group.add_argument("--preview", action="store_true", help="print the digest, send nothing")
+    p.set_defaults(handler=_digest)
+
+    p = sub.add_parser("notify", help="notification targets")
+    p.add_argument("--test", action="store_true", required=True, help="send a test message")
+    p.set_defaults(handler=_notify)
     return parser
 
 
