@@ -99,7 +99,8 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         return None
     security = env.get("TRIAGE_IMAP_SECURITY", "tls").lower()
     if security not in SECURITY_MODES:
-        raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+        choices = ", ".join(SECURITY_MODES)
+        raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {choices}, got {security!r}")
     user = env.get("TRIAGE_IMAP_USER", "")
     if not user:
         raise ConfigError("TRIAGE_IMAP_USER is required when TRIAGE_IMAP_HOST is set")
