@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="watch the mailbox (the daemon)")
     p.add_argument("--once", action="store_true", help="sync every watched folder once, then exit")
-    p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
+    p.add_argument("--dry-run", action="store_true", help="print actions, change nothing")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("digest", help="send or preview the pending digest")

@@ -41,7 +41,8 @@ class ImapSettings:
     max_fetch_bytes: int = 256 * 1024
 
     def describe(self) -> str:
-        return f"{self.user}@{self.host}:{self.port} ({self.security}), password {mask(self.password)}"
+        where = f"{self.user}@{self.host}:{self.port} ({self.security})"
+        return f"{where}, password {mask(self.password)}"
 
 
 @dataclass(frozen=True)
