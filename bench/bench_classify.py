@@ -1,0 +1,99 @@
+"""Throughput of parsing, classifying and the whole decision over 10,000+ realistic mails.
+
+Usage: ``python bench/bench_classify.py [--count 10000] [--corpus models/corpus/mail]``
+
+Mail comes from the rendered training corpus, padded with a realistic legal footer
+where a mail is under 5 KB, so every message is 5-20 KB as Amazon's HTML notices are.
+Everything runs on one core (BLAS threads pinned to 1). Prints a table and writes
+``bench/results/classify.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+from triage import message, model, pipeline, rules, settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FOOTER = (
+    "<p style='font-size:10px;color:#666'>This email was sent by Amazon Services Europe S.a r.l. "
+    "Please note that this message was sent to the following e-mail address. Amazon takes your "
+    "privacy seriously; to learn more, read our Privacy Notice. Was this email helpful? "
+    "Seller Central | Help | Settings | Notification preferences. "
+) * 12 + "</p>"
+
+
+def pad(raw: bytes, low: int = 5 * 1024, high: int = 20 * 1024) -> bytes:
+    """Bring a mail into the 5-20 KB range by appending footer text to its headers' body."""
+    while len(raw) < low:
+        raw += b"\r\n" + FOOTER.encode()
+    return raw[:high] if len(raw) > high else raw
+
+
+def load(corpus: Path, count: int) -> list[bytes]:
+    files = sorted(corpus.rglob("*.eml"))
+    if not files:
+        sys.exit(f"no .eml files under {corpus}: render the corpus first (python -m triage.corpus)")
+    mails = [pad(f.read_bytes()) for f in files]
+    return [mails[i % len(mails)] for i in range(count)]
+
+
+def rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds else float("inf")
+
+
+def timed(fn):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--corpus", type=Path, default=ROOT / "models/corpus/mail")
+    args = parser.parse_args()
+
+    raws = load(args.corpus, args.count)
+    sizes = sorted(len(r) for r in raws)
+    classifier = model.Classifier.load()
+    loaded_rules = rules.load_rules(settings.PROJECT_ROOT / "rules.yaml")
+    pipe = pipeline.Pipeline(classifier, loaded_rules)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    parsed, t_parse = timed(lambda: [message.parse(r) for r in raws])
+    _, t_predict = timed(lambda: classifier.predict(parsed))
+    _, t_all = timed(lambda: [v for i in range(0, len(raws), 512)
+                              for v in pipe.decide([message.parse(r) for r in raws[i:i + 512]])])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    result = {
+        "messages": len(raws),
+        "size_bytes": {"min": sizes[0], "median": sizes[len(sizes) // 2], "max": sizes[-1]},
+        "parse_per_s": rate(len(raws), t_parse),
+        "classify_batched_per_s": rate(len(raws), t_predict),
+        "parse_classify_rules_per_s": rate(len(raws), t_all),
+        "peak_rss_mb": round(peak / 1024, 1),
+        "rss_before_mb": round(rss_before / 1024, 1),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (one used)",
+    }
+    for key, value in result.items():
+        print(f"{key:<28} {value}")
+    out = ROOT / "bench/results/classify.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
