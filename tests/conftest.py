@@ -1,0 +1,68 @@
+"""Shared fixtures.
+
+IMAP: ``dovecot`` is a fresh, empty account on a real Dovecot server started once
+per test session (see ``tests/dovecot.py``); ``dovecot_without_move`` is the same
+on a server that does not announce MOVE; ``dovecot_servers.account(without=...)``
+gives an account on a server lacking any other capabilities. Tests that use them
+are marked ``imap`` automatically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import dovecot as dovecot_lib
+import pytest
+
+IMAP_FIXTURES = {"dovecot", "dovecot_without_move", "dovecot_servers"}
+
+
+class DovecotServers:
+    """Dovecot servers of this session, one per set of removed capabilities."""
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple[str, ...], dovecot_lib.DovecotServer] = {}
+
+    def account(self, without: Iterable[str] = ()) -> dovecot_lib.Account:
+        key = tuple(sorted(cap.upper() for cap in without))
+        if key not in self._servers:
+            self._servers[key] = dovecot_lib.DovecotServer(without_capabilities=key)
+        server = self._servers[key]
+        # A previous test may have stopped it (a reconnect test that failed midway).
+        server.start()
+        return server.new_user()
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.destroy()
+
+
+@pytest.fixture(scope="session")
+def dovecot_servers() -> Iterator[DovecotServers]:
+    if not dovecot_lib.available():
+        pytest.skip("the dovecot binary is not installed (apt-get install dovecot-imapd)")
+    servers = DovecotServers()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+@pytest.fixture
+def dovecot(dovecot_servers: DovecotServers) -> Iterator[dovecot_lib.Account]:
+    account = dovecot_servers.account()
+    yield account
+    account.start()
+
+
+@pytest.fixture
+def dovecot_without_move(dovecot_servers: DovecotServers) -> Iterator[dovecot_lib.Account]:
+    account = dovecot_servers.account(without=("MOVE",))
+    yield account
+    account.start()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if IMAP_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.imap)

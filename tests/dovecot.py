@@ -1,0 +1,370 @@
+"""A real Dovecot IMAP server on a loopback port, for the integration tests.
+
+Each :class:`DovecotServer` owns a throwaway directory holding its configuration,
+its Maildir storage, its runtime sockets and its log. Users live in a passwd-file
+that Dovecot re-reads when it changes, so one server can hand every test a fresh,
+empty account (:meth:`DovecotServer.new_user`) without restarting.
+
+Dovecot 2.3 is assumed (Debian bookworm's ``dovecot-imapd``); it must run as root
+because the mail processes switch to the unprivileged ``nobody`` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from imapclient import IMAPClient
+
+from triage.settings import ImapSettings
+
+PASSWORD = "correct horse battery staple"
+START_TIMEOUT = 20.0
+
+CONFIG = """\
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 1
+mail_location = maildir:~/Maildir
+mail_fsync = never
+{capability}
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+
+namespace inbox {{
+  inbox = yes
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = create
+  }}
+  mailbox Sent {{
+    special_use = \\Sent
+    auto = create
+  }}
+}}
+
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+def available() -> bool:
+    """Whether the ``dovecot`` binary is installed on this machine."""
+    return shutil.which("dovecot") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _mail_owner() -> tuple[int, int]:
+    """The unprivileged uid/gid the mail processes run as."""
+    uid = pwd.getpwnam("nobody").pw_uid
+    for group in ("nogroup", "nobody"):
+        with contextlib.suppress(KeyError):
+            return uid, grp.getgrnam(group).gr_gid
+    return uid, pwd.getpwnam("nobody").pw_gid
+
+
+@dataclass(frozen=True)
+class Account:
+    """One IMAP account on a test server, with helpers to put mail into it.
+
+    The server's life cycle is reachable from here too (:meth:`restart`,
+    :meth:`stop`, :meth:`start`, :meth:`reset_uidvalidity`), so a test needs one
+    object only.
+    """
+
+    server: DovecotServer = field(repr=False)
+    user: str
+    password: str
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def restart(self) -> None:
+        self.server.restart()
+
+    def reset_uidvalidity(self, folder: str) -> None:
+        self.server.reset_uidvalidity(self, folder)
+
+    def maildir(self, folder: str) -> Path:
+        return self.server.maildir(self, folder)
+
+    def imap_settings(self, **overrides: object) -> ImapSettings:
+        values: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "security": "none",
+        }
+        values.update(overrides)
+        return ImapSettings(**values)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """The ``TRIAGE_IMAP_*`` variables that point ``triage`` at this account."""
+        return {
+            "TRIAGE_IMAP_HOST": self.host,
+            "TRIAGE_IMAP_PORT": str(self.port),
+            "TRIAGE_IMAP_USER": self.user,
+            "TRIAGE_IMAP_PASSWORD": self.password,
+            "TRIAGE_IMAP_SECURITY": "none",
+        }
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[IMAPClient]:
+        """A logged-in imapclient connection, independent of the code under test."""
+        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=10)
+        try:
+            client.login(self.user, self.password)
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def append(
+        self,
+        folder: str,
+        raw: bytes,
+        flags: Sequence[str] = (),
+        date: datetime | None = None,
+    ) -> int:
+        """Store one message in ``folder``; returns its UID."""
+        with self.client() as client:
+            response = client.append(folder, raw, flags=flags, msg_time=date)
+        return _appended_uid(response)
+
+    def create_folder(self, name: str) -> None:
+        with self.client() as client:
+            client.create_folder(name)
+
+    def uids(self, folder: str) -> list[int]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            return sorted(client.search("ALL"))
+
+    def flags(self, folder: str, uid: int) -> tuple[str, ...]:
+        with self.client() as client:
+            client.select_folder(folder, readonly=True)
+            found = client.get_flags([uid]).get(uid, ())
+        return tuple(flag.decode() if isinstance(flag, bytes) else flag for flag in found)
+
+
+def _appended_uid(response: bytes | str) -> int:
+    """The UID from an ``[APPENDUID validity uid]`` response code."""
+    text = response.decode() if isinstance(response, bytes) else response
+    if "APPENDUID" not in text:
+        raise AssertionError(f"server gave no APPENDUID: {text!r}")
+    return int(text.split("APPENDUID", 1)[1].split("]", 1)[0].split()[1])
+
+
+class DovecotServer:
+    """A Dovecot instance in the foreground, in its own temporary directory.
+
+    ``without_capabilities`` names capabilities the server must not announce
+    (``("MOVE",)`` for the copy-and-expunge fallback); Dovecot still executes
+    those commands, but a client that checks capabilities will not use them.
+    """
+
+    def __init__(self, without_capabilities: Iterable[str] = ()) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.without_capabilities = tuple(cap.upper() for cap in without_capabilities)
+        self.root = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._users = itertools.count(1)
+        self._capability_line = ""
+        self._prepare()
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        if self.without_capabilities and not self._capability_line:
+            self._capability_line = self._reduced_capabilities()
+            self._write_config()
+        self._spawn()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and storage (a reconnect test)."""
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        """Kill the server outright (a graceful stop costs a second) and delete its files."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- accounts and storage ---------------------------------------------
+
+    def new_user(self, password: str = PASSWORD) -> Account:
+        """A fresh, empty account (INBOX, Junk and Sent appear at first login)."""
+        user = f"seller{next(self._users)}"
+        with (self.root / "passwd").open("a", encoding="utf-8") as passwd:
+            passwd.write(f"{user}:{{PLAIN}}{password}::::::\n")
+        return Account(self, user, password)
+
+    def maildir(self, account: Account, folder: str) -> Path:
+        """The Maildir++ directory that stores ``folder`` of ``account``."""
+        base = self.root / "home" / account.user / "Maildir"
+        return base if folder.upper() == "INBOX" else base / f".{folder}"
+
+    def reset_uidvalidity(self, account: Account, folder: str) -> None:
+        """Make the server give ``folder`` a new UIDVALIDITY, keeping its messages.
+
+        Dovecot keeps UIDVALIDITY in the folder's uidlist and index files; without
+        them it rebuilds the folder from the Maildir files and numbers them afresh,
+        as a server does after a restore from backup.
+        """
+        self.stop()
+        # UIDVALIDITY is a timestamp: wait so the new one cannot equal the old one.
+        time.sleep(1.1)
+        directory = self.maildir(account, folder)
+        for path in directory.glob("dovecot*"):
+            if path.is_file() and (path.name == "dovecot-uidlist" or "index" in path.name):
+                path.unlink()
+        self.start()
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    # -- internals ---------------------------------------------------------
+
+    def _prepare(self) -> None:
+        uid, gid = _mail_owner()
+        # The mail processes run as nobody and must reach their home below root.
+        self.root.chmod(0o755)
+        for name in ("run", "state"):
+            (self.root / name).mkdir()
+        home = self.root / "home"
+        home.mkdir()
+        os.chown(home, uid, gid)
+        (self.root / "passwd").touch(mode=0o644)
+        self._write_config()
+
+    def _write_config(self) -> None:
+        uid, gid = _mail_owner()
+        text = CONFIG.format(
+            root=self.root, port=self.port, uid=uid, gid=gid, capability=self._capability_line
+        )
+        (self.root / "dovecot.conf").write_text(text, encoding="utf-8")
+
+    def _spawn(self) -> None:
+        self._process = subprocess.Popen(
+            ["dovecot", "-F", "-c", str(self.root / "dovecot.conf")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.root / "stderr.log").open("ab"),
+            # Its own process group, so destroy() can take the children down with it.
+            start_new_session=True,
+        )
+        self._wait_until_ready()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"dovecot exited at start-up:\n{self._diagnostics()}")
+            if self._greets():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"dovecot did not answer on port {self.port}:\n{self._diagnostics()}")
+
+    def _greets(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                return sock.recv(64).startswith(b"* OK")
+        except OSError:
+            return False
+
+    def _diagnostics(self) -> str:
+        stderr = self.root / "stderr.log"
+        text = stderr.read_text(errors="replace") if stderr.exists() else ""
+        return text + self.log()
+
+    def _reduced_capabilities(self) -> str:
+        """An ``imap_capability`` line: what this Dovecot announces, minus the removed ones."""
+        self._spawn()
+        try:
+            account = self.new_user()
+            with account.client() as client:
+                announced = [cap.decode() for cap in client.capabilities()]
+        finally:
+            self.stop()
+        kept = [cap for cap in announced if cap.upper() not in self.without_capabilities]
+        return "imap_capability = " + " ".join(kept)
