@@ -86,8 +86,8 @@ class MailboxLike(Protocol):
     def uids_after(self, folder: str, last_uid: int, since: date | None) -> Sequence[int]: ...
     def fetch(self, folder: str, uids: Sequence[int]) -> Iterable[Any]: ...
     def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> Any: ...
-    def move(self, folder: str, uids: Sequence[int], destination: str) -> Any: ...
-    def rescue(self, folder: str, uids: Sequence[int], destination: str) -> Any: ...
+    def move(self, folder: str, uids: Sequence[int], dest: str) -> Any: ...
+    def rescue(self, folder: str, uids: Sequence[int], dest: str) -> Any: ...
 
 
 class PipelineLike(Protocol):
@@ -304,6 +304,7 @@ class Syncer:
     ``hook(stage)`` is called at each of :data:`STAGES` of every batch; tests raise from
     it to prove a crash at any point neither loses nor doubles anything.
     ``dry_run`` prints each verdict's actions through ``out`` and changes nothing.
+    ``should_stop()`` is asked between batches, so a stopping daemon ends promptly.
     """
 
     def __init__(
@@ -318,6 +319,7 @@ class Syncer:
         dry_run: bool = False,
         out: Callable[[str], None] = print,
         clock: Callable[[], datetime] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.db = db
         self.mailbox = mailbox
@@ -329,6 +331,7 @@ class Syncer:
         self.dry_run = dry_run
         self.out = out
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.should_stop = should_stop or (lambda: False)
 
     # Public API ------------------------------------------------------------------------
 
@@ -340,6 +343,8 @@ class Syncer:
         uids = [u for u in self.mailbox.uids_after(folder.name, state.last_uid, since)
                 if u > state.last_uid]
         for batch in _chunks(sorted(uids), max(1, self.imap.fetch_batch)):
+            if self.should_stop():
+                break  # what is left is picked up on the next start
             state = self._batch(folder, state, batch, report)
         if not self.dry_run:
             self._finish(state, report)

@@ -1,0 +1,337 @@
+"""``triage run``: keep the mailbox in sync, push not cron.
+
+One IMAP connection IDLEs on INBOX, so a buyer's message is decided within seconds.
+The other watched folders (junk, Sent) are checked with a cheap ``STATUS`` every
+``poll_seconds`` between IDLE rounds; a folder whose UIDNEXT did not move is not
+searched. One connection is enough for this, which keeps triage within the
+strictest providers' connection limits.
+
+A dropped connection (BYE, reset, timeout, server restart) is re-opened with
+exponential backoff and jitter; after ``LOGIN_FAILURES_TO_REPORT`` refused logins in
+a row the operator is told once. SIGTERM finishes the current batch, commits it and
+exits; an IDLE wait or a backoff sleep is cut short at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import random
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Protocol
+
+from triage.errors import ConfigError, LoginError, MailboxError, TriageError
+from triage.settings import Settings, from_env
+from triage.state import Database
+from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
+
+log = logging.getLogger(__name__)
+
+LOGIN_FAILURES_TO_REPORT = 3
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+class DaemonMailbox(MailboxLike, Protocol):
+    """What the daemon needs of :class:`triage.mailbox.Mailbox` beyond sync's part."""
+
+    def connect(self) -> Any: ...
+    def close(self) -> Any: ...
+    def watched(self) -> Sequence[Any]: ...
+    def idle(self, folder: str, timeout: float) -> bool: ...
+
+
+Deliver = Callable[[Database, Settings, datetime], None]
+
+
+def _deliver_due(db: Database, settings: Settings, now: datetime) -> None:
+    from triage import notify
+
+    notify.deliver_due(db, settings, now)
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler to cut an IDLE wait or a backoff sleep short."""
+
+
+@dataclass
+class Timing:
+    """How often things happen; tests shorten them."""
+
+    poll_seconds: float = 15.0
+    backoff_first: float = BACKOFF_FIRST_SECONDS
+    backoff_max: float = BACKOFF_MAX_SECONDS
+
+
+class Daemon:
+    """The sync loop of one account; :meth:`run_once` or :meth:`run_forever`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        pipeline: PipelineLike,
+        mailbox_factory: Callable[[], DaemonMailbox],
+        *,
+        notifier: Notifier | None = None,
+        deliver: Deliver | None = _deliver_due,
+        dry_run: bool = False,
+        out: Callable[[str], None] = print,
+        timing: Timing | None = None,
+        hook: Callable[[str], None] | None = None,
+    ) -> None:
+        if settings.imap is None:
+            raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+        self.settings = settings
+        self.imap = settings.imap
+        self.db = db
+        self.pipeline = pipeline
+        self.mailbox_factory = mailbox_factory
+        self.notifier = notifier
+        self.deliver = deliver
+        self.dry_run = dry_run
+        self.out = out
+        self.timing = timing or Timing()
+        self.hook = hook
+        self._stopping = threading.Event()
+        self._interruptible = False
+        self._login_failures = 0
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    # -- public -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current batch (thread-safe)."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the loop; only from the main thread."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def run_once(self) -> list[SyncReport]:
+        """Sync every watched folder once, act, send what is due."""
+        mailbox = self.mailbox_factory()
+        mailbox.connect()
+        try:
+            reports = self._syncer(mailbox).sync_all(mailbox.watched())
+        finally:
+            _close(mailbox)
+        self._deliver()
+        return reports
+
+    def run_forever(self) -> None:
+        """Until :meth:`stop` or SIGTERM: sync, IDLE, reconnect when the server goes away."""
+        attempt = 0
+        while not self.stopping:
+            try:
+                self._session()
+                attempt = 0
+            except _Stop:
+                break
+            except LoginError as exc:
+                self._login_failed(exc)
+                attempt += 1
+                self._sleep(self._backoff(attempt))
+            except (MailboxError, OSError) as exc:
+                log.warning("mailbox connection lost: %s; reconnecting", exc)
+                attempt += 1
+                self._sleep(self._backoff(attempt))
+        log.info("stopped")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _session(self) -> None:
+        """One connection's life: sync everything, then IDLE and sync what changed."""
+        mailbox = self.mailbox_factory()
+        mailbox.connect()
+        if self._login_failures:
+            log.info("logged in again after %d refused logins", self._login_failures)
+        self._login_failures = 0
+        try:
+            folders = list(mailbox.watched())
+            inbox = _inbox(folders)
+            syncer = self._syncer(mailbox)
+            self._seen.clear()
+            changed: Sequence[FolderLike] = folders
+            while not self.stopping:
+                self._sync(syncer, changed)
+                self._deliver()
+                if self.stopping:
+                    break
+                woke = self._idle(mailbox, inbox, folders)
+                changed = self._changed(mailbox, folders, inbox if woke else None)
+        finally:
+            _close(mailbox)
+
+    def _sync(self, syncer: Syncer, folders: Sequence[FolderLike]) -> None:
+        for folder in folders:
+            if self.stopping:
+                return
+            report = syncer.sync_folder(folder)
+            if report.fetched or report.resynced:
+                log.info("%s", report.describe())
+
+    def _idle(self, mailbox: DaemonMailbox, inbox: FolderLike, folders: Sequence[Any]) -> bool:
+        """IDLE on INBOX until mail arrives, the refresh is due or the others need a poll."""
+        timeout = float(self.imap.idle_refresh_seconds)
+        if len(folders) > 1:
+            timeout = min(timeout, self.timing.poll_seconds)
+        with self._cut_short():
+            return bool(mailbox.idle(inbox.name, timeout))
+
+    def _changed(
+        self, mailbox: DaemonMailbox, folders: Sequence[Any], woke: FolderLike | None
+    ) -> list[FolderLike]:
+        """Folders whose UIDVALIDITY or UIDNEXT moved since the last look (one STATUS each)."""
+        changed = []
+        for folder in folders:
+            status = mailbox.status(folder.name)
+            mark = (status.uidvalidity, status.uidnext)
+            if folder is woke or self._seen.get(folder.name) != mark:
+                changed.append(folder)
+            self._seen[folder.name] = mark
+        return changed
+
+    def _syncer(self, mailbox: DaemonMailbox) -> Syncer:
+        return Syncer(
+            self.db,
+            mailbox,
+            self.pipeline,
+            self.imap,
+            notifier=self.notifier,
+            hook=self._stage,
+            dry_run=self.dry_run,
+            out=self.out,
+            should_stop=lambda: self.stopping,
+        )
+
+    def _stage(self, stage: str) -> None:
+        if self.hook is not None:
+            self.hook(stage)
+
+    def _deliver(self) -> None:
+        if self.deliver is None or self.dry_run:
+            return
+        try:
+            self.deliver(self.db, self.settings, datetime.now(UTC))
+        except TriageError as exc:
+            # The outbox keeps what was not sent; the next round retries.
+            log.warning("notifications not sent: %s", exc)
+
+    # -- failures -------------------------------------------------------------------------
+
+    def _login_failed(self, exc: LoginError) -> None:
+        self._login_failures += 1
+        log.error("login refused (%d in a row): %s", self._login_failures, exc)
+        if self._login_failures != LOGIN_FAILURES_TO_REPORT or self.notifier is None:
+            return
+        text = (f"triage cannot log in to {self.imap.user}@{self.imap.host}: the server "
+                f"refused {self._login_failures} logins in a row ({exc}). Check the password.")
+        try:
+            self.notifier.notify_operator(self.db, text, datetime.now(UTC))
+        except TriageError as err:
+            log.error("could not tell the operator: %s", err)
+        self._deliver()
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential with jitter, so many clients do not come back in step."""
+        ceiling = min(self.timing.backoff_max, self.timing.backoff_first * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _sleep(self, seconds: float) -> None:
+        log.info("retrying in %.1f s", seconds)
+        with contextlib.suppress(_Stop), self._cut_short():
+            self._stopping.wait(seconds)
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _cut_short(self) -> Iterator[None]:
+        """While inside, a SIGTERM raises :class:`_Stop` instead of waiting for the wait."""
+        if self.stopping:
+            raise _Stop
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: finishing the current batch", signal.Signals(signum).name)
+        self._stopping.set()
+        if self._interruptible:
+            self._interruptible = False
+            raise _Stop
+
+
+def _inbox(folders: Sequence[Any]) -> Any:
+    for folder in folders:
+        if folder.role == "inbox":
+            return folder
+    raise MailboxError("the mailbox has no INBOX among its watched folders")
+
+
+def _close(mailbox: DaemonMailbox) -> None:
+    try:
+        mailbox.close()
+    except (TriageError, OSError) as exc:
+        # The server may already be gone; the state is committed either way.
+        log.debug("closing the connection failed: %s", exc)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def build(settings: Settings, *, dry_run: bool = False) -> Daemon:
+    """The daemon with the real model, rules, mailbox and notifier."""
+    from triage.mailbox import Mailbox
+    from triage.model import Classifier
+    from triage.pipeline import Pipeline
+    from triage.rules import load_rules
+    from triage.settings import default_model_dir
+    from triage.sync import default_notifier
+
+    imap = settings.imap
+    if imap is None:
+        raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+    pipeline = Pipeline(
+        Classifier.load(default_model_dir()),
+        load_rules(settings.rules_path),
+        settings.trusted_authserv_ids,
+        rescue_folder=imap.rescue_folder,
+    )
+    return Daemon(
+        settings,
+        Database(settings.database_path),
+        pipeline,
+        lambda: Mailbox(imap),
+        notifier=default_notifier(),
+        dry_run=dry_run,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    settings = from_env()
+    if settings.imap is None:
+        raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+    daemon = build(settings, dry_run=args.dry_run)
+    if args.once or args.dry_run:
+        # A dry run changes no state, so looping would print the same lines forever.
+        for report in daemon.run_once():
+            log.info("%s", report.describe())
+        return 0
+    daemon.install_signal_handlers()
+    log.info("watching %s", settings.imap.describe())
+    daemon.run_forever()
+    return 0
