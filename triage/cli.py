@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from triage.errors import TriageError
+from triage.logs import mask
 
 log = logging.getLogger("triage")
 
@@ -56,6 +57,18 @@ def _notify(args: argparse.Namespace) -> int:
     return notify.notify_command(args)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from triage import status
+
+    return status.status_command(args)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from triage import health
+
+    return health.health_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -94,20 +107,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("notify", help="notification targets")
     p.add_argument("--test", action="store_true", required=True, help="send a test message")
     p.set_defaults(handler=_notify)
+
+    p = sub.add_parser("status", help="last sync per folder, open reply clocks, the outbox")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("health", help="exit 0 when the daemon is alive (container health check)")
+    p.set_defaults(handler=_health)
     return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    from triage import logs, settings
+
+    ops = settings.ops_from_env()
+    level = "DEBUG" if verbose else ops.log_level
+    logs.setup_logging(level, json=ops.log_json, secrets=settings.secrets_from_env())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     handler: Handler = args.handler
     try:
+        _setup_logging(args.verbose)
         return handler(args)
     except TriageError as exc:
-        print(f"triage: {exc}", file=sys.stderr)
+        print(f"triage: {mask(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

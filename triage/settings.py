@@ -60,6 +60,7 @@ class Settings:
     rules_path: Path
     trusted_authserv_ids: tuple[str, ...] = ()
     dry_run: bool = False
+    ops: OpsSettings = field(default_factory=lambda: OpsSettings())
 
     @property
     def database_path(self) -> Path:
@@ -138,6 +139,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         state_dir=state_dir,
         rules_path=Path(env.get("TRIAGE_RULES") or default_rules_path()),
         trusted_authserv_ids=_split(env.get("TRIAGE_TRUSTED_AUTHSERV_IDS", "")),
+        ops=ops_from_env(env),
     )
 
 
@@ -154,3 +156,46 @@ def default_model_dir(env: Mapping[str, str] | None = None) -> Path:
     """``TRIAGE_MODEL_DIR``, else the ``models/`` folder shipped beside the package."""
     env = os.environ if env is None else env
     return Path(env.get("TRIAGE_MODEL_DIR") or PROJECT_ROOT / "models")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class OpsSettings:
+    """How triage logs, and the optional HTTP port serving /healthz and /metrics."""
+
+    log_level: str = "INFO"
+    log_json: bool = False
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+
+
+def ops_from_env(env: Mapping[str, str] | None = None) -> OpsSettings:
+    """``TRIAGE_LOG_LEVEL``, ``TRIAGE_LOG_FORMAT``, ``TRIAGE_HTTP_HOST``, ``TRIAGE_HTTP_PORT``."""
+    env = os.environ if env is None else env
+    level = (env.get("TRIAGE_LOG_LEVEL") or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"TRIAGE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    log_format = (env.get("TRIAGE_LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        choices = ", ".join(LOG_FORMATS)
+        raise ConfigError(f"TRIAGE_LOG_FORMAT must be one of {choices}, got {log_format!r}")
+    port = _int(env, "TRIAGE_HTTP_PORT", 0)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"TRIAGE_HTTP_PORT must be between 1 and 65535, got {port}")
+    return OpsSettings(
+        log_level=level,
+        log_json=log_format == "json",
+        http_host=env.get("TRIAGE_HTTP_HOST") or "127.0.0.1",
+        http_port=port or None,
+    )
+
+
+def secrets_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Every secret value the settings hold, for the log filter to mask."""
+    env = os.environ if env is None else env
+    password = _read_secret(env, "TRIAGE_IMAP_PASSWORD")
+    urls = _split(_read_secret(env, "TRIAGE_NOTIFY_URLS"))
+    return tuple(value for value in (password, *urls) if value)
