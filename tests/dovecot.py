@@ -240,15 +240,25 @@ class DovecotServer:
         self._spawn()
 
     def stop(self) -> None:
+        """Stop the server and drop every connection, as a restart or crash would.
+
+        The master alone would leave running client sessions alive, serving on.
+        """
         process, self._process = self._process, None
         if process is None:
             return
-        process.send_signal(signal.SIGTERM)
+        self._kill_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        self._kill_group(process.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _kill_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
 
     def restart(self) -> None:
         """Stop and start again on the same port and storage (a reconnect test)."""
