@@ -1,0 +1,170 @@
+"""From parsed mail to verdicts: trust, the model, the seller's rules, then the safety net.
+
+The safety net comes last so no rule can undo it: suspicious mail is never moved out
+of junk, and genuine Amazon seller mail found in junk is rescued.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from triage import trust
+from triage.errors import ModelError
+from triage.message import Message
+from triage.rules import Rules, clamp_severity
+from triage.taxonomy import TYPES
+from triage.verdict import Action, Verdict
+
+JUNK = "junk"
+
+
+class Prediction(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def confidence(self) -> float: ...
+
+
+class Predictor(Protocol):
+    """What the pipeline needs of a classifier (``triage.model.Classifier`` is one)."""
+
+    def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]: ...
+
+
+class Assessment(Protocol):
+    @property
+    def authenticated(self) -> bool: ...
+    @property
+    def suspicious(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+
+
+Assess = Callable[[Message, Sequence[str]], Assessment]
+
+
+def _assess(message: Message, trusted_authserv_ids: Sequence[str]) -> Assessment:
+    return trust.assess(message, trusted_authserv_ids=tuple(trusted_authserv_ids))
+
+
+class Pipeline:
+    """Decides about batches of mail from one folder; changes nothing itself."""
+
+    def __init__(
+        self,
+        classifier: Predictor,
+        rules: Rules | None = None,
+        trusted_authserv_ids: Sequence[str] = (),
+        rescue_folder: str | None = None,
+        assess: Assess = _assess,
+    ) -> None:
+        self.classifier = classifier
+        self.rules = rules if rules is not None else Rules()
+        self.trusted_authserv_ids = tuple(trusted_authserv_ids)
+        self.rescue_folder = rescue_folder
+        self.assess = assess
+
+    def decide(
+        self, messages: Sequence[Message], folder: str = "INBOX", role: str = "inbox"
+    ) -> list[Verdict]:
+        """One verdict per message, in order; the model sees the readable ones in one batch."""
+        readable = [m for m in messages if not m.error]
+        predictions = iter(self._predict(readable))
+        return [
+            unreadable(m) if m.error else self._decide_one(m, next(predictions), folder, role)
+            for m in messages
+        ]
+
+    def _predict(self, messages: Sequence[Message]) -> Sequence[Prediction]:
+        if not messages:
+            return []
+        predictions = self.classifier.predict(messages)
+        if len(predictions) != len(messages):
+            raise ModelError(
+                f"classifier returned {len(predictions)} predictions for {len(messages)} messages"
+            )
+        return predictions
+
+    def _decide_one(
+        self, message: Message, prediction: Prediction, folder: str, role: str
+    ) -> Verdict:
+        found = self.assess(message, self.trusted_authserv_ids)
+        verdict = model_verdict(message, prediction, found)
+        verdict = self.rules.apply(message, verdict, folder, role)
+        # A rule may have re-typed the mail, which decides whether it is seller mail.
+        verdict = replace(verdict, amazon=found.authenticated and verdict.type != "other")
+        return self._safety(verdict, role)
+
+    def _safety(self, verdict: Verdict, role: str) -> Verdict:
+        if role != JUNK:
+            return verdict
+        if verdict.suspicious:
+            return _keep_in_junk(verdict)
+        if verdict.amazon and not any(a.kind in ("move", "rescue") for a in verdict.actions):
+            return replace(
+                verdict,
+                actions=[*verdict.actions, Action("rescue", self.rescue_folder)],
+                reasons=[*verdict.reasons, "genuine Amazon seller mail in junk: rescued"],
+            )
+        return verdict
+
+
+def model_verdict(message: Message, prediction: Prediction, found: Assessment) -> Verdict:
+    """What the model and the trust check say, before any rule."""
+    if prediction.type not in TYPES:
+        raise ModelError(f"classifier returned the unknown type '{prediction.type}'")
+    severity = clamp_severity(prediction.type, prediction.severity)
+    reasons = [f"model: {prediction.type}, {severity} ({prediction.confidence:.2f})"]
+    if severity != prediction.severity:
+        reasons.append(f"a {prediction.type} is never {prediction.severity}: {severity}")
+    if found.suspicious:
+        reasons.append(f"suspicious: {found.reason}")
+    return Verdict(
+        type=prediction.type,
+        severity=severity,
+        confidence=float(prediction.confidence),
+        suspicious=found.suspicious,
+        amazon=found.authenticated and prediction.type != "other",
+        reasons=reasons,
+        order_id=message.order_id,
+    )
+
+
+def _keep_in_junk(verdict: Verdict) -> Verdict:
+    """Suspicious mail stays in junk whatever a rule asked."""
+    refused = [a for a in verdict.actions if a.kind in ("move", "rescue")]
+    if not refused:
+        return verdict
+    asked = ", ".join(a.describe() for a in refused)
+    return replace(
+        verdict,
+        actions=[a for a in verdict.actions if a not in refused],
+        reasons=[*verdict.reasons, f"ignored '{asked}': suspicious mail never leaves junk"],
+    )
+
+
+def unreadable(message: Message) -> Verdict:
+    """The verdict for a mail that could not be parsed: recorded, never acted on."""
+    return Verdict(
+        type="other",
+        severity="low",
+        confidence=0.0,
+        reasons=[f"not classified: {message.error}"],
+        error=message.error,
+    )
+
+
+def describe(verdict: Verdict) -> str:
+    """One line for ``--dry-run``: what the mail is, who decided, what would be done."""
+    what = f"{verdict.type}/{verdict.severity}"
+    if verdict.suspicious:
+        what += " SUSPICIOUS"
+    if verdict.error:
+        return f"{what} (unreadable: {verdict.error}) -> nothing"
+    actions = ", ".join(a.describe() for a in verdict.actions) or "nothing"
+    tags = f" [{', '.join(verdict.tags)}]" if verdict.tags else ""
+    return f"{what}{tags} by {verdict.decided_by} -> {actions}"
