@@ -93,6 +93,12 @@ def columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row  # by column name, whatever the connection's factory
+    return cursor.execute(sql, params).fetchall()
+
+
 def first(present: set[str], candidates: Iterable[str]) -> str | None:
     return next((name for name in candidates if name in present), None)
 
@@ -106,7 +112,7 @@ def read_folders(conn: sqlite3.Connection) -> tuple[FolderSync, ...] | None:
     if not {"account", "folder"} <= present:
         return None
     synced = first(present, SYNCED_AT)
-    rows = conn.execute("SELECT * FROM folders ORDER BY account, folder").fetchall()
+    rows = _rows(conn, "SELECT * FROM folders ORDER BY account, folder")
     return tuple(
         FolderSync(row["account"], row["folder"], _iso(_get(row, synced)), _get(row, "last_uid"))
         for row in rows
@@ -120,7 +126,7 @@ def read_reply_clocks(conn: sqlite3.Connection, now: datetime) -> tuple[ReplyClo
     deadline = first(present, DEADLINE)
     clocks = [
         _clock(row, deadline, now)
-        for row in conn.execute(*_open_clocks_query(present))
+        for row in _rows(conn, *_open_clocks_query(present))
     ]
     # Least time left first; clocks without a deadline last.
     clocks.sort(key=lambda c: (c.seconds_left is None, c.seconds_left or 0.0))
@@ -128,14 +134,21 @@ def read_reply_clocks(conn: sqlite3.Connection, now: datetime) -> tuple[ReplyClo
 
 
 def _open_clocks_query(present: set[str]) -> tuple[str, Sequence[str]]:
+    select = "SELECT c.* FROM reply_clocks c"
+    if "account" not in present and "message_row" in present:
+        # The clock belongs to the account of the buyer message that opened it.
+        select = (
+            "SELECT c.*, m.account AS account FROM reply_clocks c "
+            "LEFT JOIN messages m ON m.id = c.message_row"
+        )
     state = first(present, STATE)
     if state:
         marks = ", ".join("?" for _ in OPEN_STATES)
-        return f"SELECT * FROM reply_clocks WHERE {state} IN ({marks})", OPEN_STATES
+        return f"{select} WHERE c.{state} IN ({marks})", OPEN_STATES
     closed = first(present, CLOSED_AT)
     if closed:
-        return f"SELECT * FROM reply_clocks WHERE {closed} IS NULL", ()
-    return "SELECT * FROM reply_clocks", ()
+        return f"{select} WHERE c.{closed} IS NULL", ()
+    return select, ()
 
 
 def _clock(row: sqlite3.Row, deadline_column: str | None, now: datetime) -> ReplyClock:
@@ -201,12 +214,12 @@ def read_recent(conn: sqlite3.Connection, now: datetime) -> dict[str, dict[str, 
     return counts
 
 
-def collect(db: Database, now: datetime | None = None) -> Status:
+def collect(conn: sqlite3.Connection, now: datetime | None = None, database: str = "") -> Status:
+    """Everything ``triage status`` shows, read from the state database ``conn``."""
     now = now or datetime.now(UTC)
-    conn = db.conn
     return Status(
         now=now.isoformat(timespec="seconds"),
-        database=db.path,
+        database=database,
         folders=read_folders(conn),
         reply_clocks=read_reply_clocks(conn, now),
         outbox=read_outbox(conn),
@@ -243,7 +256,8 @@ def duration(seconds: float) -> str:
 
 def render(status: Status) -> str:
     now = parse_time(status.now) or datetime.now(UTC)
-    lines = [f"triage status at {status.now} ({status.database})", ""]
+    where = f" ({status.database})" if status.database else ""
+    lines = [f"triage status at {status.now}{where}", ""]
     lines += _render_folders(status.folders, now)
     lines += _render_clocks(status.reply_clocks)
     lines += _render_outbox(status.outbox, now)
@@ -326,7 +340,7 @@ def status_command(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         raise TriageError(f"cannot open {path}: {exc}") from exc
     try:
-        status = collect(db)
+        status = collect(db.conn, database=db.path)
     except sqlite3.Error as exc:
         raise TriageError(f"cannot read {path}: {exc}") from exc
     finally:
