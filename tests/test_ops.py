@@ -282,8 +282,11 @@ CREATE TABLE reply_clocks (
     buyer_name TEXT NOT NULL DEFAULT '', subject TEXT NOT NULL DEFAULT '',
     opened_at TEXT NOT NULL, due_at TEXT NOT NULL, answered_at TEXT
 );
+CREATE TABLE notifications (id INTEGER PRIMARY KEY, created_at TEXT NOT NULL);
 CREATE TABLE outbox (
-    id INTEGER PRIMARY KEY, status TEXT NOT NULL, created_at TEXT NOT NULL, sent_at TEXT
+    id INTEGER PRIMARY KEY, notification_id INTEGER NOT NULL REFERENCES notifications (id),
+    target_label TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL, sent_at TEXT, last_error TEXT
 );
 """
 
@@ -321,9 +324,18 @@ def _populate(path: Path) -> None:
         ],
     )
     conn.executemany(
-        "INSERT INTO outbox (status, created_at, sent_at) VALUES (?, ?, ?)",
-        [("pending", _ago(minutes=10), None), ("pending", _ago(minutes=2), None),
-         ("failed", _ago(hours=1), None), ("sent", _ago(hours=1), _ago(hours=1))],
+        "INSERT INTO notifications (id, created_at) VALUES (?, ?)",
+        [(1, _ago(minutes=10)), (2, _ago(minutes=2)), (3, _ago(hours=1))],
+    )
+    conn.executemany(
+        "INSERT INTO outbox (notification_id, target_label, attempts, next_attempt_at, sent_at,"
+        " last_error) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (1, "phone", 0, _ago(minutes=10), None, None),
+            (2, "phone", 0, _ago(minutes=2), None, None),
+            (3, "chat", 2, _ago(minutes=-5), None, f"json://hooks.example.com/?token={TOKEN}: 500"),
+            (3, "phone", 1, _ago(hours=1), _ago(hours=1), None),
+        ],
     )
     conn.commit()
     conn.close()
@@ -371,7 +383,9 @@ def test_status_text_shows_ages_and_time_left(tmp_path: Path) -> None:
     assert clocks[0].startswith("  OVERDUE by 6h 0m") and "222-1234567-1234567" in clocks[0]
     assert clocks[1].startswith("  22h 0m left") and "Jane" in clocks[1]
     assert "Outbox: 2 pending, 1 failed, 1 sent" in text
-    assert "oldest pending: " in text and "(10m ago)" in text
+    assert "oldest unsent: " in text and "(1h 0m ago)" in text
+    assert "last error: json://hooks.example.com/?token=****" in text
+    assert TOKEN not in text
     assert "Messages in the last 24 h: 3" in text
     # Types in taxonomy order; a message older than 24 hours is not counted.
     assert text.index("buyer_message") < text.index("claim")

@@ -15,12 +15,13 @@ import argparse
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from triage import settings
 from triage.errors import TriageError
+from triage.logs import mask
 from triage.state import Database
 from triage.taxonomy import SEVERITIES, TYPES
 
@@ -58,8 +59,8 @@ class Outbox:
     pending: int = 0
     failed: int = 0
     sent: int = 0
-    oldest_pending: str | None = None
-    other: Mapping[str, int] = field(default_factory=dict)
+    oldest_unsent: str | None = None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,35 +165,39 @@ def _clock(row: sqlite3.Row, deadline_column: str | None, now: datetime) -> Repl
 
 
 def read_outbox(conn: sqlite3.Connection) -> Outbox | None:
+    """Unsent rows are pending, or failed when their last attempt failed (and will retry)."""
     present = columns(conn, "outbox")
-    if not present:
+    if not {"sent_at"} <= present:
         return None
-    state = first(present, STATE)
-    if state:
-        counts = dict(conn.execute(f"SELECT {state}, COUNT(*) FROM outbox GROUP BY {state}"))
-        pending_where = f"{state} = 'pending'"
-    elif "sent_at" in present:
-        counts = dict(conn.execute(
-            "SELECT CASE WHEN sent_at IS NULL THEN 'pending' ELSE 'sent' END, COUNT(*) "
-            "FROM outbox GROUP BY 1"
-        ))
-        pending_where = "sent_at IS NULL"
-    else:
-        return Outbox(other={"total": conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]})
+    failing = "last_error IS NOT NULL" if "last_error" in present else "0"
+    pending, failed, sent = conn.execute(
+        f"SELECT COALESCE(SUM(sent_at IS NULL AND NOT ({failing})), 0),"
+        f" COALESCE(SUM(sent_at IS NULL AND ({failing})), 0),"
+        f" COALESCE(SUM(sent_at IS NOT NULL), 0) FROM outbox"
+    ).fetchone()
+    last_error = None
+    if "last_error" in present:
+        row = conn.execute(
+            "SELECT last_error FROM outbox WHERE sent_at IS NULL AND last_error IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        last_error = mask(row[0]) if row else None
+    return Outbox(pending, failed, sent, _iso(_oldest_unsent(conn, present)), last_error)
+
+
+def _oldest_unsent(conn: sqlite3.Connection, present: set[str]) -> object:
+    """When the oldest unsent row was queued: its own column, else its notification's."""
     queued = first(present, QUEUED_AT)
-    oldest = None
     if queued:
-        oldest = conn.execute(
-            f"SELECT MIN({queued}) FROM outbox WHERE {pending_where}"
-        ).fetchone()[0]
-    known = {"pending", "failed", "sent"}
-    return Outbox(
-        pending=counts.get("pending", 0),
-        failed=counts.get("failed", 0),
-        sent=counts.get("sent", 0),
-        oldest_pending=_iso(oldest),
-        other={str(k): v for k, v in counts.items() if k not in known},
-    )
+        sql = f"SELECT MIN({queued}) FROM outbox WHERE sent_at IS NULL"
+    elif "notification_id" in present and "created_at" in columns(conn, "notifications"):
+        sql = (
+            "SELECT MIN(n.created_at) FROM outbox o JOIN notifications n"
+            " ON n.id = o.notification_id WHERE o.sent_at IS NULL"
+        )
+    else:
+        return None
+    return conn.execute(sql).fetchone()[0]
 
 
 def read_recent(conn: sqlite3.Connection, now: datetime) -> dict[str, dict[str, int]]:
@@ -306,11 +311,11 @@ def _clock_label(clock: ReplyClock) -> str:
 def _render_outbox(outbox: Outbox | None, now: datetime) -> list[str]:
     if outbox is None:
         return ["Outbox: none", ""]
-    counts = f"{outbox.pending} pending, {outbox.failed} failed, {outbox.sent} sent"
-    extra = "".join(f", {n} {name}" for name, n in sorted(outbox.other.items()))
-    lines = [f"Outbox: {counts}{extra}"]
-    if outbox.oldest_pending:
-        lines.append(f"  oldest pending: {_ago(outbox.oldest_pending, now)}")
+    lines = [f"Outbox: {outbox.pending} pending, {outbox.failed} failed, {outbox.sent} sent"]
+    if outbox.oldest_unsent:
+        lines.append(f"  oldest unsent: {_ago(outbox.oldest_unsent, now)}")
+    if outbox.last_error:
+        lines.append(f"  last error: {outbox.last_error}")
     return [*lines, ""]
 
 
