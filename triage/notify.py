@@ -1,0 +1,945 @@
+"""Telling the seller: Apprise targets, immediate alerts, reminders, digests, the outbox.
+
+Nothing is sent straight from a decision. The sync's hook (:func:`after_verdict`)
+only records, inside the sync's own transaction, what must be said: an alert to
+push, a reply clock to open or stop. :func:`deliver_due`, called by the daemon
+loop, turns that into notifications (several alerts arriving together become one),
+writes one outbox row per target before anything is sent, and marks a row sent
+only when Apprise reports success. A target that is down is retried with
+exponential backoff; a target that succeeded is never sent the same thing again.
+
+Targets come from ``TRIAGE_NOTIFY_URLS`` (``TAG=URL`` or ``TAG+TAG=URL`` gives a
+URL Apprise tags) and an Apprise config file (``TRIAGE_APPRISE_CONFIG``, where
+tags are written the Apprise way). A target without tags receives everything; a
+tagged one receives what carries one of its tags: every notification carries its
+kind (``alert``, ``reminder``, ``digest``, ``silence``, ``operator``), its severity,
+its mail type, and the extra tags rules.yaml routes to them.
+
+rules.yaml's ``notify:`` section (all keys optional)::
+
+    notify:
+      alert:                        # pushed as soon as the mail arrives
+        severities: [critical]
+        types: [message_blocked]
+      route:                        # extra Apprise tags by severity or type
+        critical: [phone]
+        claim: [phone]
+      digests:
+        - {name: hourly, every: 1h, severities: [high]}
+        - {name: daily, at: "08:00"}
+        - {name: weekly, at: "08:00", weekday: monday}
+      reminders: [12h, 4h, 1h]      # time left on a buyer message's 24 hours
+      silence_after: 72h            # no Amazon mail for this long: tell the seller
+      quiet_hours: {from: "22:00", to: "07:00"}   # hold non-critical pushes
+      max_chars: 3500               # chat messages longer than this are split
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import apprise
+
+from triage import digest as digests
+from triage import replyclock, rules
+from triage.digest import (
+    DigestSchedule,
+    Document,
+    Group,
+    Inline,
+    Link,
+    Section,
+    deadline_phrase,
+    render,
+    split_body,
+)
+from triage.errors import ConfigError, NotifyError, RulesError
+from triage.message import Message
+from triage.settings import Settings
+from triage.state import Database, register_schema
+from triage.taxonomy import SEVERITIES, TYPES, severity_rank
+from triage.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=1)
+CLAIM_DAYS = {"A-to-z claim": 3, "Chargeback": 7}
+CONFIRMATION_TYPES = ("BBC_MESSAGE_CONFIRMATION_TO_MERCHANT",)
+BUYER_MESSAGE_TYPES = ("BBC_MESSAGE_SENT_TO_MERCHANT",)
+SENT_COPY = re.compile(r"\b(message sent|sent message|your message to)\b", re.IGNORECASE)
+TAGGED_URL = re.compile(r"^(?P<tags>[A-Za-z0-9_-]+(?:\+[A-Za-z0-9_-]+)*)=(?P<url>[a-z0-9+.-]+://.*)$")
+
+HEADLINES: dict[str, str] = {
+    "buyer_message": "Buyer message",
+    "order": "Order notice",
+    "return": "Return",
+    "claim": "Claim",
+    "feedback": "Feedback",
+    "account_health": "Account health",
+    "policy": "Policy warning",
+    "message_blocked": "Your message was not delivered",
+    "payment": "Payment",
+    "inventory": "Inventory",
+    "marketing": "Amazon news",
+    "other": "Mail",
+}
+
+# What must still be pushed about a message; grouped into one alert when sent.
+# ``notifications`` holds what to say; ``outbox`` one row per target (and part),
+# written before sending and marked sent only on success.
+register_schema(
+    """
+    CREATE TABLE IF NOT EXISTS alert_queue (
+        message_row INTEGER PRIMARY KEY,
+        queued_at TEXT NOT NULL,
+        notification_id INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS notifications (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL UNIQUE,
+        severity TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body_text TEXT NOT NULL,
+        body_markdown TEXT NOT NULL,
+        body_html TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        not_before TEXT NOT NULL,
+        expanded INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY,
+        notification_id INTEGER NOT NULL REFERENCES notifications (id),
+        target TEXT NOT NULL,
+        target_label TEXT NOT NULL,
+        part INTEGER NOT NULL DEFAULT 1,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        body_format TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        UNIQUE (notification_id, target, part)
+    );
+    CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at, next_attempt_at);
+    CREATE TABLE IF NOT EXISTS notify_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """
+)
+
+
+# --- policy: rules.yaml's notify section ------------------------------------------------
+
+
+DEFAULT_DIGESTS: tuple[DigestSchedule, ...] = (
+    DigestSchedule("hourly", severities=("high",), every=timedelta(hours=1)),
+    DigestSchedule("daily", at=time(8, 0)),
+    DigestSchedule("weekly", at=time(8, 0), weekday=0),
+)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass(frozen=True)
+class NotifyPolicy:
+    """What is pushed at once, what waits for which digest, and when not to disturb."""
+
+    alert_severities: tuple[str, ...] = ("critical",)
+    alert_types: tuple[str, ...] = ()
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    digests: tuple[DigestSchedule, ...] = DEFAULT_DIGESTS
+    reminders: tuple[timedelta, ...] = replyclock.DEFAULT_REMINDERS
+    silence_after: timedelta = timedelta(hours=72)
+    quiet_hours: tuple[time, time] | None = None
+    max_chars: int = 3500
+
+    def tags_for(self, *names: str) -> tuple[str, ...]:
+        extra = [tag for name in names for tag in self.routes.get(name, ())]
+        return tuple(dict.fromkeys([*names, *extra]))
+
+
+POLICY_KEYS = ("alert", "route", "digests", "reminders", "silence_after", "quiet_hours",
+               "max_chars")
+
+
+class _Where(Protocol):
+    path: str
+
+    def line_of(self, path: str = "") -> int | None: ...
+
+
+def load_policy(data: Any, where: _Where | None = None) -> NotifyPolicy:
+    """Validate a ``notify:`` mapping; a bad key or value names the file and line."""
+    path = where.path if where else "rules.yaml"
+
+    def fail(key: str, reason: str) -> RulesError:
+        line = where.line_of(f"notify.{key}" if key != "notify" else "notify") if where else None
+        return RulesError(path, line, f"notify: {reason}")
+
+    if data is None:
+        return NotifyPolicy()
+    if not isinstance(data, Mapping):
+        raise fail("notify", "expected a mapping of settings")
+    unknown = sorted(set(data) - set(POLICY_KEYS))
+    if unknown:
+        raise fail(unknown[0], f"unknown key {unknown[0]!r}; expected one of "
+                               f"{', '.join(POLICY_KEYS)}")
+    try:
+        return _policy(data)
+    except ValueError as exc:
+        key = str(exc).split(":", 1)[0]
+        raise fail(key if key in POLICY_KEYS else "notify", str(exc)) from exc
+
+
+def _policy(data: Mapping[str, Any]) -> NotifyPolicy:
+    default = NotifyPolicy()
+    alert = data.get("alert") or {}
+    if not isinstance(alert, Mapping) or set(alert) - {"severities", "types"}:
+        raise ValueError("alert: expected a mapping with 'severities' and/or 'types'")
+    return NotifyPolicy(
+        alert_severities=_names("alert", alert.get("severities", ["critical"]), SEVERITIES),
+        alert_types=_names("alert", alert.get("types", []), TYPES),
+        routes=_routes(data.get("route") or {}),
+        digests=_schedules(data["digests"]) if "digests" in data else default.digests,
+        reminders=tuple(_duration("reminders", v) for v in data.get("reminders", ["12h", "4h",
+                                                                                  "1h"])),
+        silence_after=_duration("silence_after", data.get("silence_after", "72h")),
+        quiet_hours=_quiet_hours(data["quiet_hours"]) if data.get("quiet_hours") else None,
+        max_chars=_positive("max_chars", data.get("max_chars", default.max_chars)),
+    )
+
+
+def _names(key: str, values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{key}: expected a list of names")
+    for value in values:
+        if value not in allowed:
+            raise ValueError(f"{key}: unknown name {value!r}; expected one of {', '.join(allowed)}")
+    return tuple(values)
+
+
+def _routes(data: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(data, Mapping):
+        raise ValueError("route: expected a mapping of severity or type to a list of tags")
+    routes = {}
+    for name, tags in data.items():
+        _names("route", [name], (*SEVERITIES, *TYPES))
+        if not isinstance(tags, list) or not all(isinstance(t, str) and t for t in tags):
+            raise ValueError(f"route: {name}: expected a list of Apprise tags")
+        routes[name] = tuple(tags)
+    return routes
+
+
+def _schedules(data: Any) -> tuple[DigestSchedule, ...]:
+    if not isinstance(data, list):
+        raise ValueError("digests: expected a list of digests")
+    schedules = tuple(_schedule(item) for item in data)
+    names = [s.name for s in schedules]
+    if len(set(names)) != len(names):
+        raise ValueError("digests: two digests have the same name")
+    return schedules
+
+
+def _schedule(item: Any) -> DigestSchedule:
+    allowed = {"name", "every", "at", "weekday", "severities", "tags", "max_items"}
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        raise ValueError("digests: each digest needs a 'name'")
+    if set(item) - allowed:
+        bad = sorted(set(item) - allowed)[0]
+        raise ValueError(f"digests: {item['name']}: unknown key {bad!r}")
+    if ("every" in item) == ("at" in item):
+        raise ValueError(f"digests: {item['name']}: give either 'every' or 'at'")
+    weekday = item.get("weekday")
+    if weekday is not None and str(weekday).lower() not in WEEKDAYS:
+        raise ValueError(f"digests: {item['name']}: weekday must be one of {', '.join(WEEKDAYS)}")
+    return DigestSchedule(
+        name=item["name"],
+        severities=_names("digests", item.get("severities", list(SEVERITIES)), SEVERITIES),
+        tags=tuple(item.get("tags", ["digest"])),
+        every=_duration("digests", item["every"]) if "every" in item else None,
+        at=_clock_time("digests", item["at"]) if "at" in item else None,
+        weekday=WEEKDAYS.index(str(weekday).lower()) if weekday is not None else None,
+        max_items=_positive("digests", item.get("max_items", 25)),
+    )
+
+
+def _duration(key: str, value: Any) -> timedelta:
+    match = DURATION.match(str(value))
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{key}: expected a duration such as 90m, 12h or 3d, got {value!r}")
+    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _clock_time(key: str, value: Any) -> time:
+    if isinstance(value, int):  # YAML 1.1 reads an unquoted 08:00 as sexagesimal minutes
+        return time(value // 60 % 24, value % 60)
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ValueError(f"{key}: expected a time such as \"08:00\", got {value!r}") from exc
+
+
+def _quiet_hours(value: Any) -> tuple[time, time]:
+    if not isinstance(value, Mapping) or set(value) != {"from", "to"}:
+        raise ValueError('quiet_hours: expected {from: "22:00", to: "07:00"}')
+    return _clock_time("quiet_hours", value["from"]), _clock_time("quiet_hours", value["to"])
+
+
+def _positive(key: str, value: Any) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{key}: expected a positive whole number, got {value!r}")
+    return value
+
+
+def policy_from_file(path: Path) -> NotifyPolicy:
+    """The ``notify:`` section of a rules file (the defaults when the file has none)."""
+    if not path.exists():
+        return NotifyPolicy()
+    policy: NotifyPolicy = rules.load_rules(path).section("notify")
+    return policy
+
+
+rules.register_section("notify", load_policy)
+
+
+def timezone(settings: Settings) -> ZoneInfo:
+    try:
+        return ZoneInfo(settings.notify.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"TRIAGE_TIMEZONE: unknown time zone {settings.notify.timezone!r}"
+        ) from exc
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Apprise service: ``key`` is stable across restarts and reveals no secret."""
+
+    key: str
+    label: str
+    tags: frozenset[str]
+    body_format: str
+    max_chars: int
+    service: Any = field(repr=False, compare=False)
+
+    def wants(self, tags: Iterable[str]) -> bool:
+        return not self.tags or "always" in self.tags or bool(self.tags & set(tags))
+
+
+def load_targets(settings: Settings) -> list[Target]:
+    """Every service of ``TRIAGE_NOTIFY_URLS`` and ``TRIAGE_APPRISE_CONFIG``."""
+    hub = apprise.Apprise()
+    for entry in settings.notify.urls:
+        match = TAGGED_URL.match(entry)
+        url, tags = (match["url"], match["tags"].split("+")) if match else (entry, [])
+        if not hub.add(url, tag=tags or None):
+            scheme = url.partition("://")[0] or "?"
+            raise ConfigError(f"TRIAGE_NOTIFY_URLS: Apprise cannot use a {scheme}:// URL "
+                              f"(entry {settings.notify.urls.index(entry) + 1})")
+    if settings.notify.apprise_config:
+        config = apprise.AppriseConfig()
+        if not config.add(settings.notify.apprise_config):
+            raise ConfigError(f"TRIAGE_APPRISE_CONFIG: cannot read "
+                              f"{settings.notify.apprise_config}")
+        hub.add(config)
+    return [_target(service) for service in hub.find()]
+
+
+def _target(service: Any) -> Target:
+    full = service.url(privacy=False)
+    return Target(
+        key=hashlib.sha256(full.encode()).hexdigest()[:24],
+        label=service.url(privacy=True),
+        tags=frozenset(str(t) for t in service.tags),
+        body_format=str(service.resolve_format(None).value),
+        max_chars=int(service.body_maxlen or 32768),
+        service=service,
+    )
+
+
+def send(target: Target, title: str, body: str, body_format: str) -> None:
+    """Hand one message to one target; raises :class:`NotifyError` unless it succeeded."""
+    hub = apprise.Apprise()
+    hub.add(target.service)
+    try:
+        result = hub.notify(body=body, title=title, body_format=body_format)
+    except Exception as exc:  # a plugin bug must not stop the delivery of the rest
+        raise NotifyError(f"{target.label}: {exc.__class__.__name__}") from exc
+    if not result:
+        status = getattr(getattr(result, "status", None), "name", "FAILURE")
+        raise NotifyError(f"{target.label}: {status.lower()}")
+
+
+# --- the hooks the sync calls -----------------------------------------------------------
+
+
+def after_verdict(
+    conn: sqlite3.Connection,
+    row_id: int,
+    message: Message,
+    verdict: Verdict,
+    *,
+    history: bool,
+    now: datetime,
+) -> None:
+    """Inside the sync's transaction: queue alerts, open and stop reply clocks.
+
+    Every new, not ignored message is queued; which of them are pushed at once is
+    decided at delivery by rules.yaml's ``notify:`` section (and the verdict's own
+    ``alert`` action). History mail is stored only: no per-message alert.
+    """
+    row = conn.execute(
+        "SELECT received_at, folder_role FROM messages WHERE id = ?", (row_id,)
+    ).fetchone()
+    received = datetime.fromisoformat(row["received_at"]) if row else (message.date or now)
+    role = row["folder_role"] if row else "inbox"
+    if role == "sent":
+        _stop_by_sent_copy(conn, message, now)
+        return
+    if verdict.suspicious:
+        if not history and not _ignored(verdict):
+            _queue_alert(conn, row_id, now)
+        return
+    _record_deadline(conn, row_id, message, verdict, received)
+    if _is_confirmation(message, verdict):
+        replyclock.stop_thread(
+            conn, answered_at=message.date or received, by="amazon copy",
+            order_ids=message.order_ids, threads=(message.in_reply_to, *message.references),
+        )
+    elif verdict.type == "buyer_message" and verdict.amazon:
+        _open_clock(conn, row_id, message, received, now)
+    if not history and not _ignored(verdict):
+        _queue_alert(conn, row_id, now)
+
+
+def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
+    """The sync saw ``\\Answered`` on these buyer messages: their clocks stop."""
+    replyclock.mark_answered(conn, row_ids, now)
+
+
+def open_clock_rows(conn: sqlite3.Connection) -> list[replyclock.ClockRow]:
+    """The buyer messages whose flags the sync should poll."""
+    return replyclock.open_clock_rows(conn)
+
+
+def notify_operator(db_or_conn: Database | sqlite3.Connection, text: str, now: datetime) -> None:
+    """A note about triage itself (a backfill, a problem) for the seller."""
+    doc = Document("triage", (text,), [])
+    key = f"operator:{now.isoformat()}:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    if isinstance(db_or_conn, Database):
+        with db_or_conn.transaction() as conn:
+            queue(conn, "operator", key, "normal", ("operator", "digest"), doc, now)
+    else:
+        queue(db_or_conn, "operator", key, "normal", ("operator", "digest"), doc, now)
+
+
+def _ignored(verdict: Verdict) -> bool:
+    return any(a.kind == "ignore" for a in verdict.actions)
+
+
+def wants_alert(entry: digests.Entry, actions: Sequence[str], policy: NotifyPolicy) -> bool:
+    """Pushed at once: the verdict asked for it, or rules.yaml's ``notify: alert:`` does."""
+    if "ignore" in actions:
+        return False
+    return ("alert" in actions or entry.severity in policy.alert_severities
+            or entry.type in policy.alert_types)
+
+
+def _queue_alert(conn: sqlite3.Connection, row_id: int, now: datetime) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO alert_queue (message_row, queued_at) VALUES (?, ?)",
+        (row_id, now.isoformat()),
+    )
+
+
+def _is_confirmation(message: Message, verdict: Verdict) -> bool:
+    """Amazon's copy of a message the seller sent to a buyer."""
+    if not verdict.amazon:
+        return False
+    if message.notification_type in CONFIRMATION_TYPES:
+        return True
+    return (message.notification_type not in BUYER_MESSAGE_TYPES
+            and bool(SENT_COPY.search(message.subject)) and bool(message.order_ids))
+
+
+def _stop_by_sent_copy(conn: sqlite3.Connection, message: Message, now: datetime) -> None:
+    relays = [a.strip() for a in re.split(r"[,\s]+", message.to) if "@" in a]
+    replyclock.stop_thread(
+        conn, answered_at=message.date or now, by="sent folder",
+        relays=relays, threads=(message.in_reply_to, *message.references),
+    )
+
+
+def _open_clock(
+    conn: sqlite3.Connection, row_id: int, message: Message, received: datetime, now: datetime
+) -> None:
+    if received + replyclock.REPLY_WINDOW <= now:
+        return  # backfilled and long past: nothing left to remind
+    relay = message.reply_to or message.sender_address
+    replyclock.open_clock(
+        conn, row_id, received_at=received, order_id=message.order_id,
+        thread=message.message_id, relay=relay, buyer_name=message.buyer_name,
+        subject=message.subject,
+    )
+
+
+# A date the mail itself gives: "respond by November 26, 2025", "before 26/11/2025".
+DEADLINE_TEXT = re.compile(
+    r"\b(?:respond|response|reply|appeal|provide|submit|act|verify)\b[^.\n]{0,80}?"
+    r"\b(?:by|before|no later than|until)\s+(?:\w+day,?\s+)?"
+    r"(?P<date>\w+\.? \d{1,2},? \d{4}|\d{1,2} \w+\.? \d{4}|\d{4}-\d{2}-\d{2})",
+    re.IGNORECASE,
+)
+WITHIN_DAYS = re.compile(
+    r"\b(?:respond|response|reply|appeal)\b[^.\n]{0,60}?\bwithin\s+(?P<n>\d{1,2})\s+days?\b",
+    re.IGNORECASE,
+)
+DATE_FORMATS = ("%B %d, %Y", "%B %d %Y", "%b %d, %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y",
+                "%Y-%m-%d")
+
+
+def claim_label(sender: str, subject: str, notification_type: str = "") -> str:
+    """``A-to-z claim``, ``Chargeback`` or ``Claim``, from the sender and subject."""
+    blob = f"{sender} {subject} {notification_type}".lower()
+    if "atoz" in blob or "a-to-z" in blob or "a_z_claim" in blob:
+        return "A-to-z claim"
+    if "chargeback" in blob or sender.lower().startswith("cb-"):
+        return "Chargeback"
+    return "Claim"
+
+
+def find_deadline(message: Message, verdict: Verdict, received: datetime) -> datetime | None:
+    """The date by which the seller must act: the mail's own, else Amazon's usual terms."""
+    if verdict.type == "buyer_message":
+        return received + replyclock.REPLY_WINDOW
+    text = f"{message.subject}\n{message.text[:20000]}"
+    match = DEADLINE_TEXT.search(text)
+    if match:
+        given = _parse_date(match["date"])
+        if given is not None:
+            return given
+    match = WITHIN_DAYS.search(text)
+    if match:
+        return received + timedelta(days=int(match["n"]))
+    if verdict.type == "claim" and verdict.severity == "critical":
+        label = claim_label(message.sender_address, message.subject, message.notification_type)
+        if label in CLAIM_DAYS:
+            return received + timedelta(days=CLAIM_DAYS[label])
+    return None
+
+
+def _parse_date(text: str) -> datetime | None:
+    text = " ".join(text.replace(".", "").split())
+    for fmt in DATE_FORMATS:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        # The end of the day named: Amazon counts the whole day.
+        return parsed.replace(hour=23, minute=59, tzinfo=UTC)
+    return None
+
+
+def _record_deadline(
+    conn: sqlite3.Connection, row_id: int, message: Message, verdict: Verdict, received: datetime
+) -> None:
+    deadline = find_deadline(message, verdict, received)
+    if deadline is not None:
+        conn.execute(
+            "UPDATE messages SET deadline = ? WHERE id = ? AND deadline IS NULL",
+            (deadline.isoformat(), row_id),
+        )
+
+
+# --- queueing and delivery ---------------------------------------------------------------
+
+
+def queue(
+    conn: sqlite3.Connection,
+    kind: str,
+    key: str,
+    severity: str,
+    tags: Sequence[str],
+    doc: Document,
+    now: datetime,
+    not_before: datetime | None = None,
+) -> bool:
+    """Record a notification to send; False if one with this key was queued before."""
+    cursor = conn.execute(
+        """
+        INSERT OR IGNORE INTO notifications (kind, key, severity, tags, title, body_text,
+            body_markdown, body_html, created_at, not_before)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """,
+        (
+            kind, key, severity, json.dumps(list(tags)), digests.clean(doc.title, 250),
+            render(doc, "text"), render(doc, "markdown"), render(doc, "html"),
+            now.isoformat(), (not_before or now).isoformat(),
+        ),
+    )
+    return cursor.rowcount > 0
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int = 0
+    failed: int = 0
+    failures: tuple[str, ...] = ()
+
+
+def deliver_due(
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    *,
+    policy: NotifyPolicy | None = None,
+    targets: Sequence[Target] | None = None,
+) -> DeliveryReport:
+    """Queue what has come due (alerts, reminders, digests, silence), then send the outbox."""
+    policy = policy or policy_from_file(settings.rules_path)
+    tz = timezone(settings)
+    targets = load_targets(settings) if targets is None else targets
+    with db.transaction() as conn:
+        compose_alerts(conn, policy, now, tz)
+        queue_reminders(conn, policy, now, tz)
+        watch_silence(conn, policy, now)
+        queue_digests(conn, policy, now, tz)
+        expand(conn, targets, policy, now)
+    return send_outbox(db, targets, now)
+
+
+def quiet_until(policy: NotifyPolicy, now: datetime, tz: ZoneInfo) -> datetime | None:
+    """When quiet hours end, if ``now`` is inside them."""
+    if policy.quiet_hours is None:
+        return None
+    start, end = policy.quiet_hours
+    local = now.astimezone(tz)
+    t = local.time()
+    inside = start <= t < end if start <= end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_day = local.date() + timedelta(days=1 if start > end and t >= start else 0)
+    return datetime.combine(end_day, end, tzinfo=tz)
+
+
+def _hold(policy: NotifyPolicy, severity: str, now: datetime, tz: ZoneInfo) -> datetime:
+    if severity == "critical":
+        return now
+    return quiet_until(policy, now, tz) or now
+
+
+def compose_alerts(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
+                   tz: ZoneInfo) -> None:
+    """Turn every queued alert into one grouped notification."""
+    rows = conn.execute(
+        """
+        SELECT m.*, q.message_row FROM alert_queue q JOIN messages m ON m.id = q.message_row
+        WHERE q.notification_id IS NULL ORDER BY q.message_row
+        """
+    ).fetchall()
+    wanted = [r for r in rows
+              if wants_alert(digests.entry_from_row(r), json.loads(r["actions"]), policy)]
+    # Mail that is not pushed is done here; the digest reports it.
+    conn.executemany("UPDATE alert_queue SET notification_id = 0 WHERE message_row = ?",
+                     [(r["id"],) for r in rows if r not in wanted])
+    if not wanted:
+        return
+    entries = sorted((digests.entry_from_row(r) for r in wanted), key=digests.Entry.sort_key)
+    genuine = [e for e in entries if not e.suspicious]
+    # A phishing warning matters, but not enough to break quiet hours.
+    severity = genuine[0].severity if genuine else "high"
+    doc = alert_document(entries, now, tz)
+    names = ["alert", severity, *(e.type for e in entries if not e.suspicious)]
+    key = "alert:" + ",".join(str(e.row_id) for e in entries)
+    queue(conn, "alert", key, severity, policy.tags_for(*dict.fromkeys(names)), doc, now,
+          _hold(policy, severity, now, tz))
+    notification = conn.execute("SELECT id FROM notifications WHERE key = ?", (key,)).fetchone()
+    conn.executemany(
+        "UPDATE alert_queue SET notification_id = ? WHERE message_row = ?",
+        [(notification["id"], e.row_id) for e in entries],
+    )
+
+
+def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
+    """``A-to-z claim on order 111-…: respond by Thu 26 Nov (3 days)``."""
+    if entry.suspicious:
+        return "Suspected phishing (not from Amazon): do not click its links"
+    name = HEADLINES[entry.type]
+    if entry.type == "claim":
+        name = claim_label(entry.sender, entry.subject)
+    on_order = f" on order {entry.order_id}" if entry.order_id else ""
+    if entry.deadline is not None:
+        return f"{name}{on_order}: {deadline_phrase(entry.deadline, now, tz)}"
+    return f"{name}{on_order}"
+
+
+def alert_document(entries: Sequence[digests.Entry], now: datetime, tz: ZoneInfo) -> Document:
+    items: list[tuple[Inline, ...]] = []
+    for entry in entries:
+        parts: list[Inline] = [headline(entry, now, tz), " · ", entry.subject or "(no subject)"]
+        if entry.suspicious:
+            parts += [" · from ", entry.sender or "(unknown sender)"]
+        elif entry.link:
+            parts += [" · ", Link("Open in Seller Central", entry.link)]
+        items.append(tuple(parts))
+    title = (headline(entries[0], now, tz) if len(entries) == 1
+             else f"{len(entries)} Amazon notices need you")
+    return Document(title, (f"received {digests.when(entries[0].received_at, tz)}",),
+                    [Section("alerts", "Needs your attention", [Group("", items)])])
+
+
+def queue_reminders(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
+                    tz: ZoneInfo) -> None:
+    for reminder in replyclock.due_reminders(conn, now, policy.reminders):
+        clock = reminder.clock
+        who = clock.buyer_name or "a buyer"
+        order = f" (order {clock.order_id})" if clock.order_id else ""
+        if reminder.breached:
+            title = f"24 hours passed without a reply to {who}{order}"
+        else:
+            title = f"Reply to {who}{order}: {digests.span(clock.left(now))} left"
+        body = (f"Buyer message received {digests.when(clock.opened_at, tz)}; "
+                f"the 24 hours end {digests.when(clock.due_at, tz)}.",)
+        doc = Document(title, body, [Section("buyer", "Message", notes=[(clock.subject,)])])
+        key = f"reminder:{clock.id}:{int(reminder.threshold.total_seconds())}"
+        tags = policy.tags_for("alert", "reminder", "high", "buyer_message")
+        queue(conn, "reminder", key, "high", tags, doc, now, _hold(policy, "high", now, tz))
+        replyclock.record_reminder(conn, reminder)
+
+
+def watch_silence(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime) -> None:
+    """No Amazon mail for too long usually means it goes somewhere else: say so, once."""
+    started = _state(conn, "watch_started")
+    if started is None:
+        _set_state(conn, "watch_started", now.isoformat())
+        return
+    row = conn.execute(
+        "SELECT MAX(received_at) AS last FROM messages WHERE amazon = 1 AND suspicious = 0"
+    ).fetchone()
+    last = max(filter(None, [datetime.fromisoformat(started),
+                             _parse(row["last"]) if row else None]))
+    if now - last < policy.silence_after or _state(conn, "silence_noticed") == last.isoformat():
+        return
+    hours = int((now - last).total_seconds() // 3600)
+    doc = Document(
+        f"No mail from Amazon for {hours} hours",
+        ("Amazon usually writes every few days. Check Seller Central's notification "
+         "preferences (Settings > Notification Preferences) and your spam folder.",),
+        [],
+    )
+    queue(conn, "silence", f"silence:{last.isoformat()}", "high",
+          policy.tags_for("alert", "silence", "high"), doc, now)
+    _set_state(conn, "silence_noticed", last.isoformat())
+
+
+def queue_digests(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
+                  tz: ZoneInfo) -> None:
+    for schedule, since in digests.due_schedules(conn, policy.digests, now, tz):
+        queue_digest(conn, schedule, since, now, tz)
+
+
+def queue_digest(conn: sqlite3.Connection, schedule: DigestSchedule, since: datetime | None,
+                 now: datetime, tz: ZoneInfo, title: str | None = None) -> bool:
+    """Queue one digest if it has anything to say; the schedule's window moves on anyway."""
+    digest = digests.build_digest(
+        conn, title=title or f"Amazon mail: {schedule.name} digest, {digests.day(now, tz)}",
+        since=since, until=now, severities=schedule.severities,
+    )
+    digests.record_run(conn, schedule.name, now)
+    if digest.is_empty():
+        return False
+    doc = digests.to_document(digest, tz, schedule.max_items)
+    return queue(conn, "digest", f"digest:{schedule.name}:{now.isoformat()}", "normal",
+                 ("digest", *schedule.tags), doc, now)
+
+
+def expand(conn: sqlite3.Connection, targets: Sequence[Target], policy: NotifyPolicy,
+           now: datetime) -> None:
+    """Write one outbox row per target (and per part of a long body) for what is ready."""
+    if not targets:
+        return  # kept until a target is configured: nothing is lost
+    rows = conn.execute(
+        "SELECT * FROM notifications WHERE expanded = 0 AND not_before <= ? ORDER BY id",
+        (now.isoformat(),),
+    ).fetchall()
+    for row in rows:
+        tags = json.loads(row["tags"])
+        chosen = [t for t in targets if t.wants(tags)]
+        if not chosen:
+            log.warning("no notification target takes tags %s; %r not sent",
+                        ", ".join(tags), row["title"])
+        for target in chosen:
+            _expand_one(conn, row, target, policy, now)
+        conn.execute("UPDATE notifications SET expanded = 1 WHERE id = ?", (row["id"],))
+
+
+def _expand_one(conn: sqlite3.Connection, row: sqlite3.Row, target: Target,
+                policy: NotifyPolicy, now: datetime) -> None:
+    body = row[f"body_{target.body_format}"]
+    parts = ([body] if target.body_format == "html"
+             else split_body(body, min(policy.max_chars, target.max_chars)))
+    for index, part in enumerate(parts, start=1):
+        title = row["title"] if len(parts) == 1 else f"{row['title']} ({index}/{len(parts)})"
+        conn.execute(
+            """
+            INSERT OR IGNORE INTO outbox (notification_id, target, target_label, part, title,
+                body, body_format, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (row["id"], target.key, target.label, index, title, part, target.body_format,
+             now.isoformat()),
+        )
+
+
+def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> DeliveryReport:
+    """Send every outbox row whose time has come; a failed target waits, backing off."""
+    by_key = {t.key: t for t in targets}
+    rows = db.conn.execute(
+        "SELECT * FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id",
+        (now.isoformat(),),
+    ).fetchall()
+    down: set[str] = set()
+    sent = failed = 0
+    failures = []
+    for row in rows:
+        target = by_key.get(row["target"])
+        if target is None or target.key in down:
+            continue
+        try:
+            send(target, row["title"], row["body"], row["body_format"])
+        except NotifyError as exc:
+            down.add(target.key)
+            failed += 1
+            failures.append(str(exc))
+            _record_failure(db, row, str(exc), now)
+            continue
+        with db.transaction() as conn:
+            conn.execute("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                         (now.isoformat(), row["id"]))
+        sent += 1
+    return DeliveryReport(sent, failed, tuple(failures))
+
+
+def _record_failure(db: Database, row: sqlite3.Row, error: str, now: datetime) -> None:
+    attempts = row["attempts"] + 1
+    delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+    log.warning("notification to %s failed (attempt %d), retrying in %s",
+                row["target_label"], attempts, delay)
+    with db.transaction() as conn:
+        conn.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            (attempts, (now + delay).isoformat(), error, row["id"]),
+        )
+
+
+def pending(db: Database) -> list[sqlite3.Row]:
+    """Outbox rows not yet delivered (for the operator and the tests)."""
+    return db.conn.execute("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY id").fetchall()
+
+
+def _state(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM notify_state WHERE key = ?", (key,)).fetchone()
+    return row["value"] if row else None
+
+
+def _set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO notify_state (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+# --- commands --------------------------------------------------------------------------
+
+
+def notify_command(args: argparse.Namespace) -> int:
+    """``triage notify --test``: a test message to every target, each result shown masked."""
+    from triage import settings as settings_module
+
+    targets = load_targets(settings_module.from_env())
+    if not targets:
+        raise ConfigError("no notification target: set TRIAGE_NOTIFY_URLS or "
+                          "TRIAGE_APPRISE_CONFIG")
+    failed = 0
+    for target in targets:
+        title = "triage test notification"
+        body = "If you can read this, triage can reach you here."
+        try:
+            send(target, title, body, "text")
+        except NotifyError:
+            failed += 1
+            print(f"FAILED  {target.label}")
+        else:
+            print(f"ok      {target.label}")
+    return 1 if failed else 0
+
+
+def digest_now(*, preview: bool, now: datetime | None = None) -> int:
+    """Send (or print) everything not yet in a digest, in one digest, right now."""
+    from triage import settings as settings_module
+
+    settings = settings_module.from_env()
+    policy = policy_from_file(settings.rules_path)
+    tz = timezone(settings)
+    now = now or datetime.now(UTC)
+    db = Database(settings.database_path)
+    try:
+        return _digest_now(db, settings, policy, tz, now, preview)
+    finally:
+        db.close()
+
+
+def _digest_now(db: Database, settings: Settings, policy: NotifyPolicy, tz: ZoneInfo,
+                now: datetime, preview: bool) -> int:
+    rolling = [s for s in policy.digests if s.weekday is None] or list(policy.digests)
+    starts = [digests.covered_until(db.conn, s.name) for s in rolling]
+    since = None if not starts or None in starts else min(s for s in starts if s)
+    combined = DigestSchedule(
+        "now", severities=tuple(sorted({v for s in rolling for v in s.severities},
+                                       key=severity_rank)) or SEVERITIES,
+        tags=tuple(dict.fromkeys(t for s in rolling for t in s.tags)) or ("digest",),
+    )
+    if preview:
+        digest = digests.build_digest(db.conn, title="Amazon mail digest (preview)",
+                                      since=since, until=now, severities=combined.severities)
+        print(render(digests.to_document(digest, tz), "text"), end="")
+        return 0
+    targets = load_targets(settings)
+    with db.transaction() as conn:
+        queued = queue_digest(conn, combined, since, now, tz,
+                              title=f"Amazon mail digest, {digests.day(now, tz)}")
+        for schedule in rolling:
+            digests.record_run(conn, schedule.name, now)
+        expand(conn, targets, policy, now)
+    if not queued:
+        print("Nothing new since the last digest; nothing sent.")
+        return 0
+    report = send_outbox(db, targets, now)
+    print(f"digest sent to {report.sent} target(s)"
+          + (f"; {report.failed} failed and will be retried" if report.failed else ""))
+    return 1 if report.failed else 0
