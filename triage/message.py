@@ -84,6 +84,9 @@ BLOCK_TAGS = frozenset((
 ))
 CELL_TAGS = frozenset(("td", "th"))
 SKIP_TAGS = frozenset(("script", "style", "head", "noscript", "template", "svg"))
+# A private-use character marks the line breaks the markup asks for, so the line
+# ends of the HTML source can become spaces, as a browser would show them.
+BREAK = "\ue000"
 _HTML_PARSER = etree.HTMLParser(
     remove_comments=True, remove_pis=True, no_network=True, recover=True, default_doctype=False
 )
@@ -282,15 +285,19 @@ def html_to_text(html: str) -> tuple[str, list[str]]:
     etree.strip_elements(root, *SKIP_TAGS, with_tail=False)
     hrefs = [h.strip() for h in root.xpath("//a/@href")[:MAX_HREFS]]
     for block in root.iter(*BLOCK_TAGS):
-        block.text = "\n" + block.text if block.text else "\n"
-        block.tail = "\n" + block.tail if block.tail else "\n"
+        if block.tag != "br":
+            block.text = BREAK + block.text if block.text else BREAK
+        block.tail = BREAK + block.tail if block.tail else BREAK
     for cell in root.iter(*CELL_TAGS):
         if cell.getprevious() is not None:
             cell.text = " | " + cell.text if cell.text else " | "
-    return _tidy(etree.tostring(root, method="text", encoding="unicode")), hrefs
+    text = etree.tostring(root, method="text", encoding="unicode")
+    # Markup decides where lines break, not the line ends of the source.
+    text = text.replace("\n", " ").replace("\r", " ").replace(BREAK, "\n")
+    return _tidy(text, blank_lines=False), hrefs
 
 
-def _tidy(text: str) -> str:
+def _tidy(text: str, blank_lines: bool = True) -> str:
     """Spaces collapsed, invisible characters dropped, at most one blank line in a row."""
     text = text[: MAX_TEXT_CHARS * 3]
     for char in ZERO_WIDTH:
@@ -299,7 +306,7 @@ def _tidy(text: str) -> str:
     lines: list[str] = []
     for line in text.splitlines():
         line = " ".join(line.split())
-        if line or (lines and lines[-1]):
+        if line or (blank_lines and lines and lines[-1]):
             lines.append(line)
     return "\n".join(lines).strip()[:MAX_TEXT_CHARS]
 

@@ -1,0 +1,240 @@
+"""Parsing raw mail into a Message: headers, body text, Amazon identifiers."""
+
+from __future__ import annotations
+
+import quopri
+from datetime import UTC, datetime
+
+import pytest
+
+from triage.message import Message, html_to_text, parse
+
+
+def mail(headers: str, body: str = "Hello\n", content_type: str = "text/plain") -> bytes:
+    head = headers.strip("\n").replace("\n", "\r\n")
+    return (
+        f"{head}\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}; charset=utf-8\r\n\r\n"
+        f"{body}"
+    ).encode()
+
+
+BUYER_MESSAGE = mail(
+    """
+Authentication-Results: mx.example.net; dkim=pass header.d=marketplace.amazon.de;
+ spf=pass smtp.mailfrom=bounces.marketplace.amazon.de; dmarc=pass header.from=marketplace.amazon.de
+Authentication-Results: evil.example; dmarc=pass header.from=amazon.de
+From: "Jane Doe - Amazon Marketplace" <abc123xyz@marketplace.amazon.de>
+Reply-To: abc123xyz@marketplace.amazon.de
+To: Seller <seller@example.com>
+Subject: Product details inquiry from Amazon customer Jane Doe (Order: 302-1234567-7654321)
+Date: Tue, 02 Jul 2024 09:30:00 +0000
+Message-ID: <0102abc@email.amazon.de>
+In-Reply-To: <prev@example.com>
+References: <first@example.com> <prev@example.com>
+X-Space-Notification-Type: BBC_MESSAGE_SENT_TO_MERCHANT
+X-Marketplace-ID: A1PA6795UKMFR9
+""",
+    "------------- Begin message -------------\n\nDoes B07XJ8C8F5 fit a 2019 model?\n\n"
+    "------------- End message -------------\n\n"
+    "Reply: https://sellercentral.amazon.de/messaging/reply?id=1\n",
+)
+
+
+def test_buyer_message_fields() -> None:
+    m = parse(BUYER_MESSAGE)
+    assert m.error == ""
+    assert (m.sender_name, m.sender_address, m.sender_domain) == (
+        "Jane Doe - Amazon Marketplace",
+        "abc123xyz@marketplace.amazon.de",
+        "marketplace.amazon.de",
+    )
+    assert m.reply_to == "abc123xyz@marketplace.amazon.de"
+    assert m.to == "seller@example.com"
+    assert m.date == datetime(2024, 7, 2, 9, 30, tzinfo=UTC)
+    assert m.message_id == "<0102abc@email.amazon.de>"
+    assert m.in_reply_to == "<prev@example.com>"
+    assert m.references == ("<first@example.com>", "<prev@example.com>")
+    assert m.notification_type == "BBC_MESSAGE_SENT_TO_MERCHANT"
+    assert m.marketplace_id == "A1PA6795UKMFR9"
+    assert m.order_ids == ("302-1234567-7654321",)
+    assert m.order_id == "302-1234567-7654321"
+    assert m.asins == ("B07XJ8C8F5",)
+    assert m.buyer_name == "Jane Doe"
+    assert m.marketplace == "amazon.de"
+    assert m.links == ("https://sellercentral.amazon.de/messaging/reply?id=1",)
+    assert "Does B07XJ8C8F5 fit a 2019 model?" in m.text
+
+
+def test_authentication_results_all_in_order_topmost_first() -> None:
+    m = parse(BUYER_MESSAGE)
+    assert len(m.authentication_results) == 2
+    assert m.authentication_results[0].startswith("mx.example.net; dkim=pass")
+    # Folded continuation lines come back as one line.
+    assert "\n" not in m.authentication_results[0]
+    assert m.authentication_results[1].startswith("evil.example;")
+
+
+@pytest.mark.parametrize(
+    ("subject", "sender", "buyer"),
+    [
+        ("Inquiry from Amazon customer Max Mustermann (Order: 111-1111111-1111111)",
+         "Amazon <x@amazon.com>", "Max Mustermann"),
+        ("Anfrage von Amazon-Kunde Erika Muster (Bestellung: 302-1111111-1111111)",
+         "Amazon <x@amazon.de>", "Erika Muster"),
+        ("Hello", '"Li Wei - Amazon Marketplace" <y@marketplace.amazon.co.uk>', "Li Wei"),
+        ("Your order has shipped", "Amazon <x@amazon.com>", ""),
+    ],
+)
+def test_buyer_name(subject: str, sender: str, buyer: str) -> None:
+    m = parse(mail(f"From: {sender}\nSubject: {subject}"))
+    assert m.buyer_name == buyer
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "marketplace"),
+    [
+        ("From: a@marketplace.amazon.co.uk", "", "amazon.co.uk"),
+        ("From: a@amazon.com.mx", "", "amazon.com.mx"),
+        ("From: a@example.com\nX-Marketplace-ID: A13V1IB3VIYZZH", "", "amazon.fr"),
+        ("From: a@example.com", "See https://sellercentral.amazon.it/home", "amazon.it"),
+        ("From: a@amazon.de.example", "", ""),
+        ("From: a@example.com", "See https://sellercentral.amazon.it.evil.io/home", ""),
+    ],
+)
+def test_marketplace(headers: str, body: str, marketplace: str) -> None:
+    assert parse(mail(headers, body)).marketplace == marketplace
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("Order 111-2222222-3333333 and #404-5555555-6666666.", ("111-2222222-3333333",
+                                                                 "404-5555555-6666666")),
+        ("twice 111-2222222-3333333 111-2222222-3333333", ("111-2222222-3333333",)),
+        ("too long 1111-2222222-3333333 or 111-2222222-33333333", ()),
+        ("phone 555-1234 and 12-1234567-1234567", ()),
+    ],
+)
+def test_order_ids(text: str, ids: tuple[str, ...]) -> None:
+    assert parse(mail("From: a@example.com\nSubject: x", text)).order_ids == ids
+
+
+def test_rfc2047_subject_and_sender_name() -> None:
+    raw = mail(
+        "From: =?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <j@example.de>\n"
+        "Subject: =?ISO-8859-1?Q?Bestellbest=E4tigung?= =?UTF-8?B?w6TDtsO8?="
+    )
+    m = parse(raw)
+    assert m.sender_name == "Jürgen Müller"
+    assert m.subject == "Bestellbestätigungäöü"
+
+
+def test_unknown_charset_is_read_gracefully() -> None:
+    raw = (
+        b"From: a@example.com\r\nSubject: x\r\nContent-Type: text/plain; charset=x-bogus\r\n\r\n"
+        b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln\r\n"
+    )
+    m = parse(raw)
+    assert m.error == ""
+    assert "Grüße aus Köln" in m.text
+
+
+def test_latin1_body_mislabelled_as_utf8() -> None:
+    raw = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nK\xf6ln\r\n"
+    assert parse(raw).text == "Köln"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty message"),
+        (b"   \r\n", "empty message"),
+    ],
+)
+def test_unreadable_message_sets_error(raw: bytes, reason: str) -> None:
+    m = parse(raw)
+    assert isinstance(m, Message)
+    assert m.error == reason
+
+
+def test_garbage_never_raises() -> None:
+    m = parse(b"\x00\xff\xfe" * 1000)
+    assert isinstance(m, Message)
+    assert m.size == 3000
+
+
+HTML_NOTICE = """<!DOCTYPE html><html><head><title>t</title>
+<style>p { color: red }</style><script>alert('x')</script></head>
+<body><!-- a comment --><div>Hello <b>Seller</b>,</div>
+<p>Your listing was removed.<br>Please act.</p>
+<table><tr><th>Order</th><th>ASIN</th></tr>
+<tr><td>111-2222222-3333333</td><td>B0ABCDEFGH</td></tr></table>
+<ul><li>one</li><li>two</li></ul>
+<a href="https://sellercentral.amazon.com/performance">Account Health</a>
+<a href="https://evil.example/login">Log in</a>
+</body></html>"""
+
+
+def test_html_to_text_is_readable() -> None:
+    text, hrefs = html_to_text(HTML_NOTICE)
+    assert text.splitlines() == [
+        "Hello Seller,",
+        "Your listing was removed.",
+        "Please act.",
+        "Order | ASIN",
+        "111-2222222-3333333 | B0ABCDEFGH",
+        "one",
+        "two",
+        "Account Health Log in",
+    ]
+    assert hrefs == ["https://sellercentral.amazon.com/performance", "https://evil.example/login"]
+
+
+def test_html_only_mail_uses_html_text_and_links() -> None:
+    body = quopri.encodestring(HTML_NOTICE.encode()).decode()
+    raw = mail(
+        "From: Amazon <seller-performance@amazon.com>\nSubject: Policy\n"
+        "Content-Transfer-Encoding: quoted-printable",
+        body,
+        "text/html",
+    )
+    m = parse(raw)
+    assert "alert" not in m.text and "color" not in m.text and "comment" not in m.text
+    assert "Order | ASIN" in m.text
+    assert m.order_ids == ("111-2222222-3333333",)
+    assert m.asins == ("B0ABCDEFGH",)
+    assert m.links == ("https://sellercentral.amazon.com/performance",)
+    assert m.link_hosts == ("sellercentral.amazon.com", "evil.example")
+
+
+def test_plain_part_preferred_over_html() -> None:
+    raw = (
+        b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nplain words\r\n"
+        b"--b\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--b--\r\n"
+    )
+    assert parse(raw).text == "plain words"
+
+
+def test_attachment_text_is_not_body() -> None:
+    raw = (
+        b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nthe body\r\n"
+        b"--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=a.txt\r\n"
+        b"\r\nattached 111-2222222-3333333\r\n--b--\r\n"
+    )
+    m = parse(raw)
+    assert m.text == "the body"
+    assert m.order_ids == ()
+
+
+def test_counts_from_headers() -> None:
+    raw = mail("From: a@amazon.com\nFrom: b@evil.example\nSubject: x")
+    assert parse(raw).from_count == 2
+
+
+def test_long_body_is_capped() -> None:
+    m = parse(mail("From: a@example.com", "word " * 100_000))
+    assert 0 < len(m.text) <= 20_000
