@@ -20,6 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from triage import health, logs, metrics, status
+from triage.errors import ConfigError
+from triage.settings import NotifySettings, OpsSettings, Settings, ops_from_env
 
 IMAP_PASSWORD = "Imap-Pa55word!"
 TOKEN = "tok-7f3a9c1e"
@@ -100,6 +102,14 @@ def test_secrets_never_reach_the_log(
     assert shown in written
     if as_json:
         assert all(json.loads(line)["level"] for line in written.splitlines())
+
+
+def test_a_secret_quoted_for_imap_is_masked(log_output: io.StringIO) -> None:
+    secret = 'pa"ss\\word1'
+    logs.setup_logging("DEBUG", secrets=[secret], stream=log_output)
+    logging.getLogger("imapclient").debug('> LOGIN seller "pa\\"ss\\\\word1"')
+    assert "word1" not in log_output.getvalue()
+    assert 'LOGIN seller "****"' in log_output.getvalue()
 
 
 def test_json_log_lines_parse_with_their_fields(log_output: io.StringIO) -> None:
@@ -224,6 +234,52 @@ def test_a_busy_port_is_a_triage_error(served: tuple[str, health.Heartbeat]) -> 
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(health.TriageError, match="cannot serve"):
         health.start_http("127.0.0.1", port)
+
+
+def test_start_serves_and_beats_from_the_settings(tmp_path: Path) -> None:
+    config = Settings(
+        imap=None, notify=NotifySettings(), state_dir=tmp_path, rules_path=tmp_path / "rules.yaml",
+        ops=OpsSettings(http_port=0),
+    )
+    server = health.start(config)
+    assert server is not None
+    try:
+        url = "http://{}:{}/healthz".format(*server.server_address[:2])
+        assert _get(url)[0] == 503
+        health.beat("shop")
+        assert _get(url)[0] == 200
+        assert health.read_heartbeat_file(tmp_path / health.HEARTBEAT_FILE).ok
+    finally:
+        health.stop(server)
+        health.configure(None, health.max_age_for(health.DEFAULT_IDLE_REFRESH))
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, OpsSettings()),
+        ({"TRIAGE_LOG_LEVEL": "debug", "TRIAGE_LOG_FORMAT": "JSON"},
+         OpsSettings(log_level="DEBUG", log_json=True)),
+        ({"TRIAGE_HTTP_PORT": "9464", "TRIAGE_HTTP_HOST": "0.0.0.0"},
+         OpsSettings(http_host="0.0.0.0", http_port=9464)),
+    ],
+)
+def test_ops_settings_from_the_environment(env: dict[str, str], expected: OpsSettings) -> None:
+    assert ops_from_env(env) == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TRIAGE_LOG_LEVEL": "loud"}, "TRIAGE_LOG_LEVEL"),
+        ({"TRIAGE_LOG_FORMAT": "xml"}, "TRIAGE_LOG_FORMAT"),
+        ({"TRIAGE_HTTP_PORT": "http"}, "TRIAGE_HTTP_PORT"),
+        ({"TRIAGE_HTTP_PORT": "70000"}, "TRIAGE_HTTP_PORT"),
+    ],
+)
+def test_bad_ops_settings_are_refused_by_name(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        ops_from_env(env)
 
 
 # --- the commands ------------------------------------------------------------------------

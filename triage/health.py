@@ -29,12 +29,14 @@ from typing import Any
 
 from triage import metrics, settings
 from triage.errors import TriageError
+from triage.logs import mask
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_FILE = "heartbeat"
 WRITE_EVERY_SECONDS = 5.0
 STALE_AFTER_REFRESHES = 3
+DEFAULT_IDLE_REFRESH = 540
 
 
 def max_age_for(idle_refresh_seconds: int) -> float:
@@ -79,7 +81,7 @@ class Heartbeat:
     def __init__(
         self,
         state_dir: Path | None,
-        max_age: float = max_age_for(540),
+        max_age: float = max_age_for(DEFAULT_IDLE_REFRESH),
         write_every: float = WRITE_EVERY_SECONDS,
     ) -> None:
         self.path = state_dir / HEARTBEAT_FILE if state_dir is not None else None
@@ -137,11 +139,21 @@ def read_heartbeat_file(path: Path, now: float | None = None) -> Health:
 _heartbeat = Heartbeat(None)
 
 
-def configure(state_dir: Path, max_age: float) -> Heartbeat:
-    """Make :func:`beat` write ``state_dir/heartbeat``; the daemon calls this once."""
+def configure(state_dir: Path | None, max_age: float) -> Heartbeat:
+    """Make :func:`beat` write ``state_dir/heartbeat`` (None: keep beats in memory only)."""
     global _heartbeat
     _heartbeat = Heartbeat(state_dir, max_age)
     return _heartbeat
+
+
+def start(config: settings.Settings) -> ThreadingHTTPServer | None:
+    """What the daemon does once at start-up: point :func:`beat` at the state directory
+    and, when ``TRIAGE_HTTP_PORT`` is set, serve ``/healthz`` and ``/metrics``."""
+    refresh = config.imap.idle_refresh_seconds if config.imap else DEFAULT_IDLE_REFRESH
+    configure(config.state_dir, max_age_for(refresh))
+    if config.ops.http_port is None:
+        return None
+    return start_http(config.ops.http_host, config.ops.http_port)
 
 
 def beat(account: str = "default") -> None:
@@ -159,7 +171,7 @@ def health_command(args: argparse.Namespace) -> int:
         state_dir = settings.from_env().state_dir
     except TriageError as exc:
         # Docker reserves exit code 2; a broken configuration is simply unhealthy.
-        print(f"unhealthy: {exc}")
+        print(f"unhealthy: {mask(str(exc))}")
         return 1
     health = read_heartbeat_file(state_dir / HEARTBEAT_FILE)
     if health.ok:

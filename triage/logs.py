@@ -65,28 +65,37 @@ class SecretMasker:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._replacements: dict[str, str] = {}
+        self._ordered: list[tuple[str, str]] = []
         for secret in secrets:
             self.add(secret)
 
     def add(self, secret: str) -> None:
-        """Hide ``secret`` from now on, also in its URL-encoded spelling."""
+        """Hide ``secret`` from now on, also as it looks URL-encoded, quoted or escaped."""
         if not secret or len(secret) < MIN_SECRET_LENGTH:
             return
         replacement = _replacement_for(secret)
         with self._lock:
-            self._replacements[secret] = replacement
-            encoded = quote(secret, safe="")
-            if encoded != secret:
-                self._replacements[encoded] = replacement
+            for spelling in spellings(secret):
+                self._replacements[spelling] = replacement
+            # Longest first, so a URL that holds a password is replaced as a whole.
+            self._ordered = sorted(self._replacements.items(), key=lambda p: -len(p[0]))
 
     def mask(self, text: str) -> str:
-        # Longest first, so a URL that holds a password is replaced as a whole.
-        with self._lock:
-            pairs = sorted(self._replacements.items(), key=lambda pair: -len(pair[0]))
-        for secret, replacement in pairs:
+        for secret, replacement in self._ordered:
             if secret in text:
                 text = text.replace(secret, replacement)
         return mask_credentials(text)
+
+
+def spellings(secret: str) -> set[str]:
+    """How a secret may appear in a log line: as is, in a URL, in an IMAP string or a repr."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        quote(secret, safe="/:"),
+        secret.replace("\\", "\\\\").replace('"', '\\"'),
+        repr(secret)[1:-1],
+    }
 
 
 def _replacement_for(secret: str) -> str:
