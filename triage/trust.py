@@ -17,6 +17,13 @@ from dataclasses import dataclass
 
 from triage.message import Message, site_of
 
+# Capitals first: some look Latin only as capitals (Greek "Μ" is "m", its "μ" a "u").
+UPPER_CONFUSABLES = str.maketrans({
+    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p",
+    "С": "c", "Т": "t", "Х": "x", "Ѕ": "s", "І": "i", "Ј": "j", "Α": "a", "Β": "b",
+    "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n", "Ο": "o",
+    "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
+})
 # Letters from other scripts that look like Latin ones, and the digits and signs
 # that stand in for letters ("amaz0n"). Small on purpose: what lookalike domains
 # and display names actually use, not the whole Unicode confusables table.
@@ -135,7 +142,7 @@ def normalise(text: str) -> str:
     """Lower-case Latin letters, with look-alikes, accents and invisible characters undone."""
     decomposed = unicodedata.normalize("NFKD", text)
     kept = "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Cf", "Me"))
-    folded = kept.casefold().translate(CONFUSABLES)
+    folded = kept.translate(UPPER_CONFUSABLES).casefold().translate(CONFUSABLES)
     return folded.replace("rn", "m").replace("vv", "w")
 
 
@@ -149,11 +156,25 @@ def _names_amazon(text: str) -> bool:
 
 def _address_says_amazon(address: str) -> bool:
     # Local part and domain apart, so "@" never joins them into a false word.
-    for piece in address.rpartition("@")[::2]:
+    local, _, domain = address.rpartition("@")
+    for piece in (local, domain, _unpunycode(domain)):
         folded = normalise(piece)
         if _names_amazon(folded) or "amazon" in _squash(folded):
             return True
     return False
+
+
+def _unpunycode(domain: str) -> str:
+    return ".".join(_unpunycode_label(label) for label in domain.split("."))
+
+
+def _unpunycode_label(label: str) -> str:
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return label
 
 
 def _mentions_membership(message: Message) -> bool:
