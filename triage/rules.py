@@ -75,7 +75,6 @@ are known even to ``triage check-rules``. Unknown top-level keys are refused.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import fnmatch
 import importlib
@@ -333,9 +332,13 @@ class Condition:
     def matches(self, facts: Facts) -> bool:
         raise NotImplementedError
 
-    def explain(self, facts: Facts) -> str:
-        """Why a matching condition matched, in the seller's words."""
+    def describe(self) -> str:
+        """What the condition asks, in the seller's words."""
         raise NotImplementedError
+
+    def explain(self, facts: Facts) -> str:
+        """Why the condition holds (or not) for this mail; by default what it asks."""
+        return self.describe()
 
 
 CONDITIONS: dict[str, type[Condition]] = {}
@@ -371,9 +374,12 @@ class TextCondition(Condition):
     def matches(self, facts: Facts) -> bool:
         return self._first(facts) is not None
 
+    def describe(self) -> str:
+        return f"{self.KEY} " + " or ".join(p.describe() for p in self.patterns)
+
     def explain(self, facts: Facts) -> str:
         found = self._first(facts)
-        return f"{self.KEY} {found.describe() if found else 'does not match'}"
+        return f"{self.KEY} {found.describe()}" if found else self.describe()
 
     def _first(self, facts: Facts) -> Pattern | None:
         text = self.field(facts)
@@ -418,9 +424,12 @@ class Sender(Condition):
     def matches(self, facts: Facts) -> bool:
         return self._first(facts) is not None
 
+    def describe(self) -> str:
+        return "sender " + " or ".join(p.describe() for p in self.patterns)
+
     def explain(self, facts: Facts) -> str:
         found = self._first(facts)
-        return f"sender {found.describe() if found else 'does not match'}"
+        return f"sender {found.describe()}" if found else self.describe()
 
     def _first(self, facts: Facts) -> SenderPattern | None:
         message = facts.message
@@ -473,7 +482,7 @@ class Header(Condition):
         value = self.value(facts.message)
         return bool(value) and (self.pattern is None or self.pattern.search(value))
 
-    def explain(self, facts: Facts) -> str:
+    def describe(self) -> str:
         if self.pattern is None:
             return f"header {self.name} is present"
         return f"header {self.name} {self.pattern.describe()}"
@@ -496,6 +505,9 @@ class NameCondition(Condition):
 
     def matches(self, facts: Facts) -> bool:
         return self.current(facts) in self.names
+
+    def describe(self) -> str:
+        return f"{self.KEY} is {' or '.join(self.names)}"
 
     def explain(self, facts: Facts) -> str:
         return f"{self.KEY} is {self.current(facts)}"
@@ -535,6 +547,9 @@ class Folder(Condition):
     def matches(self, facts: Facts) -> bool:
         return facts.folder.casefold() in self.names or facts.role.casefold() in self.names
 
+    def describe(self) -> str:
+        return f"folder is {' or '.join(self.names)}"
+
     def explain(self, facts: Facts) -> str:
         if facts.folder.casefold() in self.names:
             return f"folder is {facts.folder}"
@@ -565,10 +580,16 @@ class Confidence(Condition):
             self.above is None or value > self.above
         )
 
-    def explain(self, facts: Facts) -> str:
+    def bounds(self) -> str:
         bounds = [f"below {self.below}"] if self.below is not None else []
         bounds += [f"above {self.above}"] if self.above is not None else []
-        return f"confidence {facts.verdict.confidence:.2f} is {' and '.join(bounds)}"
+        return " and ".join(bounds)
+
+    def describe(self) -> str:
+        return f"confidence is {self.bounds()}"
+
+    def explain(self, facts: Facts) -> str:
+        return f"confidence {facts.verdict.confidence:.2f} is {self.bounds()}"
 
 
 class FlagCondition(Condition):
@@ -587,7 +608,7 @@ class FlagCondition(Condition):
     def matches(self, facts: Facts) -> bool:
         return self.current(facts) == self.wanted
 
-    def explain(self, facts: Facts) -> str:
+    def describe(self) -> str:
         return f"{self.KEY} is {str(self.wanted).lower()}"
 
 
@@ -632,6 +653,9 @@ class AllOf(Condition):
     def matches(self, facts: Facts) -> bool:
         return all(child.matches(facts) for child in self.children)
 
+    def describe(self) -> str:
+        return " and ".join(child.describe() for child in self.children)
+
     def explain(self, facts: Facts) -> str:
         return " and ".join(child.explain(facts) for child in self.children)
 
@@ -643,8 +667,12 @@ class AnyOf(AllOf):
     def matches(self, facts: Facts) -> bool:
         return any(child.matches(facts) for child in self.children)
 
+    def describe(self) -> str:
+        return "(" + " or ".join(child.describe() for child in self.children) + ")"
+
     def explain(self, facts: Facts) -> str:
-        return next(c.explain(facts) for c in self.children if c.matches(facts))
+        matched = [c for c in self.children if c.matches(facts)]
+        return matched[0].explain(facts) if matched else self.describe()
 
 
 @condition
@@ -661,8 +689,8 @@ class Not(Condition):
     def matches(self, facts: Facts) -> bool:
         return not self.child.matches(facts)
 
-    def explain(self, facts: Facts) -> str:
-        return f"not ({self.child.explain(facts)})"
+    def describe(self) -> str:
+        return f"not ({self.child.describe()})"
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -887,10 +915,10 @@ class SectionContext:
         raise RulesError(self.path, self.line_of(path), reason)
 
 
-def _load_section(key: str, node: Node | None, path: str) -> Any:
+def _load_section(loader: SectionLoader, key: str, node: Node | None, path: str) -> Any:
     ctx = SectionContext(path, key, node)
     try:
-        return _SECTIONS[key](node.plain() if node is not None else None, ctx)
+        return loader(node.plain() if node is not None else None, ctx)
     except TriageError:
         raise
     except (ValueError, TypeError, KeyError) as exc:
@@ -899,9 +927,12 @@ def _load_section(key: str, node: Node | None, path: str) -> Any:
 
 def _import_section_modules() -> None:
     for name in SECTION_MODULES:
-        # A module not written yet simply registers nothing.
-        with contextlib.suppress(ModuleNotFoundError):
+        try:
             importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # A module this install lacks registers nothing; a broken one must not hide.
+            if exc.name != name:
+                raise
 
 
 # --- the whole file --------------------------------------------------------------------
@@ -925,7 +956,7 @@ class Rules:
             return self.sections[key]
         if key not in _SECTIONS:
             raise KeyError(f"no section '{key}' is registered")
-        return _load_section(key, None, self.path)
+        return _load_section(_SECTIONS[key], key, None, self.path)
 
     def apply(
         self, message: Message, verdict: Verdict, folder: str = "INBOX", role: str = "inbox"
@@ -961,31 +992,52 @@ def load_rules(path: str | Path) -> Rules:
     return parse_rules(text, str(path))
 
 
-def parse_rules(text: str, path: str = "<string>") -> Rules:
-    """Check rules given as text; ``path`` only names them in errors."""
-    _import_section_modules()
+def parse_rules(
+    text: str, path: str = "<string>", sections: Mapping[str, SectionLoader] | None = None
+) -> Rules:
+    """Check rules given as text; ``path`` only names them in errors.
+
+    ``sections`` replaces the registered section loaders (a seam for tests).
+    """
+    if sections is None:
+        _import_section_modules()
+        sections = dict(_SECTIONS)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise RulesError(path, line, f"not valid YAML: {exc.problem or exc}") from exc
+        raise RulesError(path, *_yaml_problem(exc)) from exc
     except yaml.YAMLError as exc:
         raise RulesError(path, None, f"not valid YAML: {exc}") from exc
     if root is None:
         raise RulesError(path, None, f"empty file (expected 'version: {VERSION}' and 'rules:')")
-    return _build(Node(root, path))
+    return _build(Node(root, path), sections)
 
 
-def _build(top: Node) -> Rules:
-    found = top.fields(("version", "defaults", "rules", *_SECTIONS), required=("version",))
+def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line of a YAML error and what went wrong, in one sentence.
+
+    The context mark (where the unfinished mapping or list began) is usually where
+    the mistake is; the problem mark is where the parser gave up, often a line later.
+    """
+    mark = exc.context_mark or exc.problem_mark
+    line = mark.line + 1 if mark is not None else None
+    reason = f"not valid YAML: {exc.problem or exc}"
+    if exc.context and exc.problem_mark is not None:
+        reason += f" ({exc.context} on this line; noticed on line {exc.problem_mark.line + 1})"
+    return line, reason
+
+
+def _build(top: Node, loaders: Mapping[str, SectionLoader]) -> Rules:
+    found = top.fields(("version", "defaults", "rules", *loaders), required=("version",))
     version = found["version"]
     if version.node.value != str(VERSION) or version.node.tag != "tag:yaml.org,2002:int":
         raise version.error(f"unsupported version (expected {VERSION})")
     rules = tuple(Rule.build(item) for item in found["rules"].items()) if "rules" in found else ()
     _refuse_duplicate_names(rules, found.get("rules"))
     defaults = Defaults.build(found["defaults"]) if "defaults" in found else Defaults()
-    sections = {key: _load_section(key, found.get(key), top.path) for key in _SECTIONS}
+    sections = {
+        key: _load_section(loader, key, found.get(key), top.path) for key, loader in loaders.items()
+    }
     return Rules(rules, defaults, sections, top.path)
 
 
