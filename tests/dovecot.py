@@ -2,8 +2,8 @@
 
 Each :class:`DovecotServer` owns a throwaway directory holding its configuration,
 its Maildir storage, its runtime sockets and its log. Users live in a passwd-file
-that Dovecot re-reads when it changes, so one server can hand every test a fresh,
-empty account (:meth:`DovecotServer.new_user`) without restarting.
+written before start, so one server can hand every test a fresh, empty account
+(:meth:`DovecotServer.new_user`) without restarting.
 
 Dovecot 2.3 is assumed (Debian bookworm's ``dovecot-imapd``); it must run as root
 because the mail processes switch to the unprivileged ``nobody`` user.
@@ -33,6 +33,7 @@ from triage.settings import ImapSettings
 
 PASSWORD = "correct horse battery staple"
 START_TIMEOUT = 20.0
+USERS = 1000
 
 CONFIG = """\
 base_dir = {root}/run
@@ -48,6 +49,7 @@ default_internal_user = dovecot
 first_valid_uid = 1
 mail_location = maildir:~/Maildir
 mail_fsync = never
+auth_failure_delay = 0
 {capability}
 
 passdb {{
@@ -82,6 +84,10 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # No auth penalty: wrong-password tests must not slow down the tests after them.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 """
 
@@ -280,12 +286,12 @@ class DovecotServer:
 
     # -- accounts and storage ---------------------------------------------
 
-    def new_user(self, password: str = PASSWORD) -> Account:
+    def new_user(self) -> Account:
         """A fresh, empty account (INBOX, Junk and Sent appear at first login)."""
-        user = f"seller{next(self._users)}"
-        with (self.root / "passwd").open("a", encoding="utf-8") as passwd:
-            passwd.write(f"{user}:{{PLAIN}}{password}::::::\n")
-        return Account(self, user, password)
+        number = next(self._users)
+        if number > USERS:
+            raise RuntimeError(f"all {USERS} test accounts of this server are used")
+        return Account(self, f"seller{number}", PASSWORD)
 
     def maildir(self, account: Account, folder: str) -> Path:
         """The Maildir++ directory that stores ``folder`` of ``account``."""
@@ -323,7 +329,11 @@ class DovecotServer:
         home = self.root / "home"
         home.mkdir()
         os.chown(home, uid, gid)
-        (self.root / "passwd").touch(mode=0o644)
+        # Every account is written before start: Dovecot notices a changed
+        # passwd-file only now and then, so accounts added later may be refused.
+        lines = (f"seller{n}:{{PLAIN}}{PASSWORD}::::::\n" for n in range(1, USERS + 1))
+        (self.root / "passwd").write_text("".join(lines), encoding="utf-8")
+        (self.root / "passwd").chmod(0o644)
         self._write_config()
 
     def _write_config(self) -> None:
