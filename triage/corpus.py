@@ -31,13 +31,14 @@ import re
 import shutil
 import string
 import sys
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -426,6 +427,7 @@ FOOTERS = {
 }
 BAR_COLOURS = ("#232f3e", "#131921", "#37475a", "#ffffff")
 FIELD_LINE = re.compile(r"^([A-Z][A-Za-zÀ-ÿ .'/-]{1,38}):\s+(\S.{0,120})$")
+FROM_LINE = re.compile(r"^(.*?)<([^>]*)>$")
 URL_LINE = re.compile(r"^(?:(.{2,60}?):?\s+)?(https?://\S+)$")
 
 
@@ -485,10 +487,23 @@ def _seed(family: str) -> int:
     return int.from_bytes(hashlib.sha256(family.encode()).digest()[:8], "big")
 
 
+def _clean_address(address: str) -> str:
+    """Slot values such as a company name may carry spaces or accents: fold to a valid address."""
+    local, _, domain = address.strip().rpartition("@")
+    local = unicodedata.normalize("NFKD", local).encode("ascii", "ignore").decode().lower()
+    domain = unicodedata.normalize("NFKD", domain).encode("ascii", "ignore").decode().lower()
+    local = re.sub(r"[^a-z0-9._+-]", "", local.replace(" ", ".")).strip(".") or "info"
+    domain = re.sub(r"[^a-z0-9.-]", "", domain.replace(" ", "-")).strip(".-")
+    return re.sub(r"\.{2,}", ".", f"{local}@{domain}")
+
+
 def _sender(raw: str, genuine: bool, tld: str) -> tuple[str, str]:
     """Display name and address of a From template; Amazon mail follows the marketplace."""
-    name, address = getaddresses([raw])[0]
-    if genuine and address.lower().endswith("@amazon.com") and tld != "com":
+    match = FROM_LINE.match(raw.strip())
+    name, address = (match.group(1), match.group(2)) if match else ("", raw)
+    name = name.strip().strip('"').strip()
+    address = _clean_address(address)
+    if genuine and address.endswith("@amazon.com") and tld != "com":
         address = address[: -len("amazon.com")] + f"amazon.{tld}"
     return name, address
 
