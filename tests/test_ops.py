@@ -136,6 +136,15 @@ def test_text_log_shows_extra_fields(log_output: io.StringIO) -> None:
     assert log_output.getvalue().rstrip().endswith("triage.sync: synced account=shop")
 
 
+def test_logs_go_to_stderr_as_it_is_now(
+    log_output: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup_logging("INFO")
+    logging.getLogger("triage").warning("cannot reach imaps://seller:pw-12345@imap.example.com")
+    err = capsys.readouterr().err
+    assert "seller:****@imap.example.com" in err and "pw-12345" not in err
+
+
 def test_setting_up_twice_logs_each_line_once(log_output: io.StringIO) -> None:
     logs.setup_logging("INFO", stream=io.StringIO())
     logs.setup_logging("INFO", stream=log_output)
@@ -238,7 +247,10 @@ def test_a_busy_port_is_a_triage_error(served: tuple[str, health.Heartbeat]) -> 
 
 def test_start_serves_and_beats_from_the_settings(tmp_path: Path) -> None:
     config = Settings(
-        imap=None, notify=NotifySettings(), state_dir=tmp_path, rules_path=tmp_path / "rules.yaml",
+        imap=None,
+        notify=NotifySettings(),
+        state_dir=tmp_path,
+        rules_path=tmp_path / "rules.yaml",
         ops=OpsSettings(http_port=0),
     )
     server = health.start(config)
@@ -258,10 +270,14 @@ def test_start_serves_and_beats_from_the_settings(tmp_path: Path) -> None:
     ("env", "expected"),
     [
         ({}, OpsSettings()),
-        ({"TRIAGE_LOG_LEVEL": "debug", "TRIAGE_LOG_FORMAT": "JSON"},
-         OpsSettings(log_level="DEBUG", log_json=True)),
-        ({"TRIAGE_HTTP_PORT": "9464", "TRIAGE_HTTP_HOST": "0.0.0.0"},
-         OpsSettings(http_host="0.0.0.0", http_port=9464)),
+        (
+            {"TRIAGE_LOG_LEVEL": "debug", "TRIAGE_LOG_FORMAT": "JSON"},
+            OpsSettings(log_level="DEBUG", log_json=True),
+        ),
+        (
+            {"TRIAGE_HTTP_PORT": "9464", "TRIAGE_HTTP_HOST": "0.0.0.0"},
+            OpsSettings(http_host="0.0.0.0", http_port=9464),
+        ),
     ],
 )
 def test_ops_settings_from_the_environment(env: dict[str, str], expected: OpsSettings) -> None:
@@ -290,7 +306,11 @@ def _triage(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["TRIAGE_STATE_DIR"] = str(state_dir)
     return subprocess.run(
         [sys.executable, "-m", "triage.cli", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -373,8 +393,15 @@ def _populate(path: Path) -> None:
         "INSERT INTO reply_clocks (message_row, order_id, buyer_name, subject, opened_at, due_at,"
         " answered_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (1, "111-1234567-1234567", "Jane", "Where is my parcel?", _ago(hours=2),
-             _ago(hours=-22), None),
+            (
+                1,
+                "111-1234567-1234567",
+                "Jane",
+                "Where is my parcel?",
+                _ago(hours=2),
+                _ago(hours=-22),
+                None,
+            ),
             (2, "222-1234567-1234567", "Max", "Invoice", _ago(hours=30), _ago(hours=6), None),
             (4, None, "Done", "Answered", _ago(hours=30), _ago(hours=6), _ago(hours=20)),
         ],
@@ -461,8 +488,13 @@ def test_status_as_json(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(40, "40s"), (12 * 60 + 5, "12m"), (5 * 3600 + 20 * 60, "5h 20m"),
-     (2 * 86400 + 3 * 3600, "2d 3h"), (-7200, "2h 0m")],
+    [
+        (40, "40s"),
+        (12 * 60 + 5, "12m"),
+        (5 * 3600 + 20 * 60, "5h 20m"),
+        (2 * 86400 + 3 * 3600, "2d 3h"),
+        (-7200, "2h 0m"),
+    ],
 )
 def test_durations_read_like_a_person_would_write_them(seconds: float, shown: str) -> None:
     assert status.duration(seconds) == shown

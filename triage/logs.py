@@ -201,6 +201,16 @@ class JsonFormatter(logging.Formatter):
 class _Installed(logging.StreamHandler[TextIO]):
     """Marks the handler :func:`setup_logging` owns, so a second call replaces it."""
 
+    def __init__(self, stream: TextIO | None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self.follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Whatever sys.stderr is now: a test harness or a redirect may have replaced it.
+        if self.follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
+
 
 _masker = SecretMasker()
 
@@ -232,7 +242,7 @@ def setup_logging(
     for old in [h for h in root.handlers if isinstance(h, _Installed)]:
         root.removeHandler(old)
         old.close()
-    handler = _Installed(stream if stream is not None else sys.stderr)
+    handler = _Installed(stream)
     handler.addFilter(SecretFilter(_masker))
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     root.addHandler(handler)
