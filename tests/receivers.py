@@ -95,15 +95,17 @@ class _Handler:
         self.inbox = inbox
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.original_content or envelope.content,
-                                     policy=policy.default)
+        message = message_from_bytes(
+            envelope.original_content or envelope.content, policy=policy.default
+        )
         assert isinstance(message, EmailMessage)
         self.inbox.append(Mail(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 OK"
 
 
-def _accept_login(server: Any, session: Any, envelope: Any, mechanism: str,
-                  auth_data: Any) -> AuthResult:
+def _accept_login(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
     ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"secret-pass"
     return AuthResult(success=ok)
 
@@ -115,14 +117,23 @@ class SmtpReceiver:
         self.inbox: list[Mail] = []
         self.port = _free_port()
         self._controller = Controller(
-            _Handler(self.inbox), hostname="127.0.0.1", port=self.port,
-            authenticator=_accept_login, auth_require_tls=False,
+            _Handler(self.inbox),
+            hostname="127.0.0.1",
+            port=self.port,
+            authenticator=_accept_login,
+            auth_require_tls=False,
         )
         self._controller.start()
 
     def url(self, to: str = "seller@example.com", **params: str) -> str:
-        query = "&".join([f"mode=insecure", f"from=triage@example.com", f"to={to}",
-                          *(f"{k}={v}" for k, v in params.items())])
+        query = "&".join(
+            [
+                "mode=insecure",
+                "from=triage@example.com",
+                f"to={to}",
+                *(f"{k}={v}" for k, v in params.items()),
+            ]
+        )
         return f"mailto://user:secret-pass@127.0.0.1:{self.port}?{query}"
 
     def stop(self) -> None:
@@ -134,3 +145,60 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# --- recording mail the way the sync does -----------------------------------------------
+
+
+def record(
+    db: Any,
+    message: Any,
+    verdict: Any,
+    *,
+    received_at: Any,
+    now: Any,
+    folder_role: str = "inbox",
+    history: bool = False,
+    uid: int = 0,
+) -> int:
+    """Insert a ``messages`` row as the sync writes it, then call the notifier's hook."""
+    from triage import notify
+
+    rescued = any(a.kind == "rescue" for a in verdict.actions) and not verdict.suspicious
+    link = "" if verdict.suspicious or not message.links else message.links[0]
+    with db.transaction() as conn:
+        cursor = conn.execute(
+            """
+            INSERT INTO messages (folder, folder_role, uidvalidity, uid, message_id, fingerprint,
+                received_at, processed_at, sender, sender_name, reply_to, subject, order_id,
+                buyer_name, link, type, severity, confidence, suspicious, amazon, actions,
+                rescued, history)
+            VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0.9, ?, ?, ?, ?, ?)
+            """,
+            (
+                "Sent" if folder_role == "sent" else "INBOX",
+                folder_role,
+                uid or None,
+                message.message_id,
+                f"fp-{time.monotonic_ns()}",
+                received_at.isoformat(),
+                now.isoformat(),
+                message.sender_address,
+                message.sender_name,
+                message.reply_to,
+                message.subject,
+                verdict.order_id or message.order_id,
+                message.buyer_name,
+                link,
+                verdict.type,
+                verdict.severity,
+                int(verdict.suspicious),
+                int(verdict.amazon),
+                json.dumps([a.describe() for a in verdict.actions]),
+                int(rescued),
+                int(history),
+            ),
+        )
+        row_id = int(cursor.lastrowid or 0)
+        notify.after_verdict(conn, row_id, message, verdict, history=history, now=now)
+    return row_id

@@ -458,8 +458,9 @@ def to_document(digest: Digest, tz: ZoneInfo, max_items: int = 25) -> Document:
     counts = ", ".join(
         f"{n} {s}" for s in SEVERITIES if (n := sum(e.severity == s for e in digest.entries))
     )
-    intro: tuple[Inline, ...] = (f"{len(digest.entries)} messages {since}"
-                                 + (f": {counts}" if counts else ""),)
+    intro: tuple[Inline, ...] = (
+        f"{len(digest.entries)} messages {since}" + (f": {counts}" if counts else ""),
+    )
     sections = [
         _level_section(digest, level, tz, max_items)
         for level in SEVERITIES
@@ -470,8 +471,13 @@ def to_document(digest: Digest, tz: ZoneInfo, max_items: int = 25) -> Document:
     if digest.phishing:
         sections.append(_phishing_section(digest, tz, max_items))
     sections.append(_clocks_section(digest, tz, max_items))
-    sections.append(Section("reply-rate", "Reply rate within 24 hours",
-                            notes=[(rate.describe(),) for rate in digest.rates]))
+    sections.append(
+        Section(
+            "reply-rate",
+            "Reply rate within 24 hours",
+            notes=[(rate.describe(),) for rate in digest.rates],
+        )
+    )
     return Document(digest.title, intro, sections)
 
 
@@ -482,17 +488,21 @@ def _level_section(digest: Digest, level: str, tz: ZoneInfo, max_items: int) -> 
     groups = []
     for kind in types:
         items = [entry_item(e, digest.until, tz) for e in entries if e.type == kind]
-        groups.append(Group(f"{TYPE_LABELS[kind]} ({len(items)})", items[:max_items],
-                            more=max(0, len(items) - max_items)))
+        groups.append(
+            Group(
+                f"{TYPE_LABELS[kind]} ({len(items)})",
+                items[:max_items],
+                more=max(0, len(items) - max_items),
+            )
+        )
     return Section(level, f"{SEVERITY_LABELS[level]} ({len(entries)})", groups)
 
 
 def _rescued_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
-    items = [
-        (f"{TYPE_LABELS[e.type]}: ", *entry_item(e, digest.until, tz)) for e in digest.rescued
-    ]
+    items = [(f"{TYPE_LABELS[e.type]}: ", *entry_item(e, digest.until, tz)) for e in digest.rescued]
     return Section(
-        "rescued", f"Rescued from spam ({len(items)})",
+        "rescued",
+        f"Rescued from spam ({len(items)})",
         [Group("", items[:max_items], more=max(0, len(items) - max_items))],
         notes=[("Genuine Amazon mail found in the spam folder and moved back to the inbox.",)],
     )
@@ -500,15 +510,25 @@ def _rescued_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
 
 def _phishing_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
     items: list[tuple[Inline, ...]] = [
-        (when(e.received_at, tz), " · from ", e.sender or "(unknown sender)", " · ",
-         e.subject or "(no subject)")
+        (
+            when(e.received_at, tz),
+            " · from ",
+            e.sender or "(unknown sender)",
+            " · ",
+            e.subject or "(no subject)",
+        )
         for e in digest.phishing
     ]
     return Section(
-        "phishing", f"Suspected phishing ({len(items)})",
+        "phishing",
+        f"Suspected phishing ({len(items)})",
         [Group("", items[:max_items], more=max(0, len(items) - max_items))],
-        notes=[("These pretend to be Amazon but are not from Amazon: do not click their links "
-                "or sign in from them. They were left where they are.",)],
+        notes=[
+            (
+                "These pretend to be Amazon but are not from Amazon: do not click their links "
+                "or sign in from them. They were left where they are.",
+            )
+        ],
     )
 
 
@@ -516,8 +536,7 @@ def _clocks_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
     items: list[tuple[Inline, ...]] = []
     for clock in digest.open_clocks:
         left = clock.left(digest.until)
-        state = (f"{span(left)} left" if left > timedelta(0)
-                 else f"OVERDUE by {span(-left)}")
+        state = f"{span(left)} left" if left > timedelta(0) else f"OVERDUE by {span(-left)}"
         who = clock.buyer_name or "a buyer"
         order = f" · order {clock.order_id}" if clock.order_id else ""
         items.append((f"{state} · {who}{order} · ", clock.subject or "(no subject)"))

@@ -79,7 +79,9 @@ CLAIM_DAYS = {"A-to-z claim": 3, "Chargeback": 7}
 CONFIRMATION_TYPES = ("BBC_MESSAGE_CONFIRMATION_TO_MERCHANT",)
 BUYER_MESSAGE_TYPES = ("BBC_MESSAGE_SENT_TO_MERCHANT",)
 SENT_COPY = re.compile(r"\b(message sent|sent message|your message to)\b", re.IGNORECASE)
-TAGGED_URL = re.compile(r"^(?P<tags>[A-Za-z0-9_-]+(?:\+[A-Za-z0-9_-]+)*)=(?P<url>[a-z0-9+.-]+://.*)$")
+TAGGED_URL = re.compile(
+    r"^(?P<tags>[A-Za-z0-9_-]+(?:\+[A-Za-z0-9_-]+)*)=(?P<url>[a-z0-9+.-]+://.*)$"
+)
 
 HEADLINES: dict[str, str] = {
     "buyer_message": "Buyer message",
@@ -175,8 +177,15 @@ class NotifyPolicy:
         return tuple(dict.fromkeys([*names, *extra]))
 
 
-POLICY_KEYS = ("alert", "route", "digests", "reminders", "silence_after", "quiet_hours",
-               "max_chars")
+POLICY_KEYS = (
+    "alert",
+    "route",
+    "digests",
+    "reminders",
+    "silence_after",
+    "quiet_hours",
+    "max_chars",
+)
 
 
 class _Where(Protocol):
@@ -199,8 +208,9 @@ def load_policy(data: Any, where: _Where | None = None) -> NotifyPolicy:
         raise fail("notify", "expected a mapping of settings")
     unknown = sorted(set(data) - set(POLICY_KEYS))
     if unknown:
-        raise fail(unknown[0], f"unknown key {unknown[0]!r}; expected one of "
-                               f"{', '.join(POLICY_KEYS)}")
+        raise fail(
+            unknown[0], f"unknown key {unknown[0]!r}; expected one of {', '.join(POLICY_KEYS)}"
+        )
     try:
         return _policy(data)
     except ValueError as exc:
@@ -218,8 +228,9 @@ def _policy(data: Mapping[str, Any]) -> NotifyPolicy:
         alert_types=_names("alert", alert.get("types", []), TYPES),
         routes=_routes(data.get("route") or {}),
         digests=_schedules(data["digests"]) if "digests" in data else default.digests,
-        reminders=tuple(_duration("reminders", v) for v in data.get("reminders", ["12h", "4h",
-                                                                                  "1h"])),
+        reminders=tuple(
+            _duration("reminders", v) for v in data.get("reminders", ["12h", "4h", "1h"])
+        ),
         silence_after=_duration("silence_after", data.get("silence_after", "72h")),
         quiet_hours=_quiet_hours(data["quiet_hours"]) if data.get("quiet_hours") else None,
         max_chars=_positive("max_chars", data.get("max_chars", default.max_chars)),
@@ -293,7 +304,7 @@ def _clock_time(key: str, value: Any) -> time:
     try:
         return time.fromisoformat(str(value))
     except ValueError as exc:
-        raise ValueError(f"{key}: expected a time such as \"08:00\", got {value!r}") from exc
+        raise ValueError(f'{key}: expected a time such as "08:00", got {value!r}') from exc
 
 
 def _quiet_hours(value: Any) -> tuple[time, time]:
@@ -354,13 +365,16 @@ def load_targets(settings: Settings) -> list[Target]:
         url, tags = (match["url"], match["tags"].split("+")) if match else (entry, [])
         if not hub.add(url, tag=tags or None):
             scheme = url.partition("://")[0] or "?"
-            raise ConfigError(f"TRIAGE_NOTIFY_URLS: Apprise cannot use a {scheme}:// URL "
-                              f"(entry {settings.notify.urls.index(entry) + 1})")
+            raise ConfigError(
+                f"TRIAGE_NOTIFY_URLS: Apprise cannot use a {scheme}:// URL "
+                f"(entry {settings.notify.urls.index(entry) + 1})"
+            )
     if settings.notify.apprise_config:
         config = apprise.AppriseConfig()
         if not config.add(settings.notify.apprise_config):
-            raise ConfigError(f"TRIAGE_APPRISE_CONFIG: cannot read "
-                              f"{settings.notify.apprise_config}")
+            raise ConfigError(
+                f"TRIAGE_APPRISE_CONFIG: cannot read {settings.notify.apprise_config}"
+            )
         hub.add(config)
     return [_target(service) for service in hub.find()]
 
@@ -423,8 +437,11 @@ def after_verdict(
     _record_deadline(conn, row_id, message, verdict, received)
     if _is_confirmation(message, verdict):
         replyclock.stop_thread(
-            conn, answered_at=message.date or received, by="amazon copy",
-            order_ids=message.order_ids, threads=(message.in_reply_to, *message.references),
+            conn,
+            answered_at=message.date or received,
+            by="amazon copy",
+            order_ids=message.order_ids,
+            threads=(message.in_reply_to, *message.references),
         )
     elif verdict.type == "buyer_message" and verdict.amazon:
         _open_clock(conn, row_id, message, received, now)
@@ -461,8 +478,11 @@ def wants_alert(entry: digests.Entry, actions: Sequence[str], policy: NotifyPoli
     """Pushed at once: the verdict asked for it, or rules.yaml's ``notify: alert:`` does."""
     if "ignore" in actions:
         return False
-    return ("alert" in actions or entry.severity in policy.alert_severities
-            or entry.type in policy.alert_types)
+    return (
+        "alert" in actions
+        or entry.severity in policy.alert_severities
+        or entry.type in policy.alert_types
+    )
 
 
 def _queue_alert(conn: sqlite3.Connection, row_id: int, now: datetime) -> None:
@@ -478,15 +498,21 @@ def _is_confirmation(message: Message, verdict: Verdict) -> bool:
         return False
     if message.notification_type in CONFIRMATION_TYPES:
         return True
-    return (message.notification_type not in BUYER_MESSAGE_TYPES
-            and bool(SENT_COPY.search(message.subject)) and bool(message.order_ids))
+    return (
+        message.notification_type not in BUYER_MESSAGE_TYPES
+        and bool(SENT_COPY.search(message.subject))
+        and bool(message.order_ids)
+    )
 
 
 def _stop_by_sent_copy(conn: sqlite3.Connection, message: Message, now: datetime) -> None:
     relays = [a.strip() for a in re.split(r"[,\s]+", message.to) if "@" in a]
     replyclock.stop_thread(
-        conn, answered_at=message.date or now, by="sent folder",
-        relays=relays, threads=(message.in_reply_to, *message.references),
+        conn,
+        answered_at=message.date or now,
+        by="sent folder",
+        relays=relays,
+        threads=(message.in_reply_to, *message.references),
     )
 
 
@@ -497,8 +523,13 @@ def _open_clock(
         return  # backfilled and long past: nothing left to remind
     relay = message.reply_to or message.sender_address
     replyclock.open_clock(
-        conn, row_id, received_at=received, order_id=message.order_id,
-        thread=message.message_id, relay=relay, buyer_name=message.buyer_name,
+        conn,
+        row_id,
+        received_at=received,
+        order_id=message.order_id,
+        thread=message.message_id,
+        relay=relay,
+        buyer_name=message.buyer_name,
         subject=message.subject,
     )
 
@@ -514,8 +545,15 @@ WITHIN_DAYS = re.compile(
     r"\b(?:respond|response|reply|appeal)\b[^.\n]{0,60}?\bwithin\s+(?P<n>\d{1,2})\s+days?\b",
     re.IGNORECASE,
 )
-DATE_FORMATS = ("%B %d, %Y", "%B %d %Y", "%b %d, %Y", "%b %d %Y", "%d %B %Y", "%d %b %Y",
-                "%Y-%m-%d")
+DATE_FORMATS = (
+    "%B %d, %Y",
+    "%B %d %Y",
+    "%b %d, %Y",
+    "%b %d %Y",
+    "%d %B %Y",
+    "%d %b %Y",
+    "%Y-%m-%d",
+)
 
 
 def claim_label(sender: str, subject: str, notification_type: str = "") -> str:
@@ -592,9 +630,16 @@ def queue(
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         (
-            kind, key, severity, json.dumps(list(tags)), digests.clean(doc.title, 250),
-            render(doc, "text"), render(doc, "markdown"), render(doc, "html"),
-            now.isoformat(), (not_before or now).isoformat(),
+            kind,
+            key,
+            severity,
+            json.dumps(list(tags)),
+            digests.clean(doc.title, 250),
+            render(doc, "text"),
+            render(doc, "markdown"),
+            render(doc, "html"),
+            now.isoformat(),
+            (not_before or now).isoformat(),
         ),
     )
     return cursor.rowcount > 0
@@ -648,8 +693,9 @@ def _hold(policy: NotifyPolicy, severity: str, now: datetime, tz: ZoneInfo) -> d
     return quiet_until(policy, now, tz) or now
 
 
-def compose_alerts(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
-                   tz: ZoneInfo) -> None:
+def compose_alerts(
+    conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime, tz: ZoneInfo
+) -> None:
     """Turn every queued alert into one grouped notification."""
     rows = conn.execute(
         """
@@ -657,11 +703,14 @@ def compose_alerts(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime
         WHERE q.notification_id IS NULL ORDER BY q.message_row
         """
     ).fetchall()
-    wanted = [r for r in rows
-              if wants_alert(digests.entry_from_row(r), json.loads(r["actions"]), policy)]
+    wanted = [
+        r for r in rows if wants_alert(digests.entry_from_row(r), json.loads(r["actions"]), policy)
+    ]
     # Mail that is not pushed is done here; the digest reports it.
-    conn.executemany("UPDATE alert_queue SET notification_id = 0 WHERE message_row = ?",
-                     [(r["id"],) for r in rows if r not in wanted])
+    conn.executemany(
+        "UPDATE alert_queue SET notification_id = 0 WHERE message_row = ?",
+        [(r["id"],) for r in rows if r not in wanted],
+    )
     if not wanted:
         return
     entries = sorted((digests.entry_from_row(r) for r in wanted), key=digests.Entry.sort_key)
@@ -671,8 +720,16 @@ def compose_alerts(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime
     doc = alert_document(entries, now, tz)
     names = ["alert", severity, *(e.type for e in entries if not e.suspicious)]
     key = "alert:" + ",".join(str(e.row_id) for e in entries)
-    queue(conn, "alert", key, severity, policy.tags_for(*dict.fromkeys(names)), doc, now,
-          _hold(policy, severity, now, tz))
+    queue(
+        conn,
+        "alert",
+        key,
+        severity,
+        policy.tags_for(*dict.fromkeys(names)),
+        doc,
+        now,
+        _hold(policy, severity, now, tz),
+    )
     notification = conn.execute("SELECT id FROM notifications WHERE key = ?", (key,)).fetchone()
     conn.executemany(
         "UPDATE alert_queue SET notification_id = ? WHERE message_row = ?",
@@ -702,14 +759,21 @@ def alert_document(entries: Sequence[digests.Entry], now: datetime, tz: ZoneInfo
         elif entry.link:
             parts += [" · ", Link("Open in Seller Central", entry.link)]
         items.append(tuple(parts))
-    title = (headline(entries[0], now, tz) if len(entries) == 1
-             else f"{len(entries)} Amazon notices need you")
-    return Document(title, (f"received {digests.when(entries[0].received_at, tz)}",),
-                    [Section("alerts", "Needs your attention", [Group("", items)])])
+    title = (
+        headline(entries[0], now, tz)
+        if len(entries) == 1
+        else f"{len(entries)} Amazon notices need you"
+    )
+    return Document(
+        title,
+        (f"received {digests.when(entries[0].received_at, tz)}",),
+        [Section("alerts", "Needs your attention", [Group("", items)])],
+    )
 
 
-def queue_reminders(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
-                    tz: ZoneInfo) -> None:
+def queue_reminders(
+    conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime, tz: ZoneInfo
+) -> None:
     for reminder in replyclock.due_reminders(conn, now, policy.reminders):
         clock = reminder.clock
         who = clock.buyer_name or "a buyer"
@@ -718,8 +782,10 @@ def queue_reminders(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetim
             title = f"24 hours passed without a reply to {who}{order}"
         else:
             title = f"Reply to {who}{order}: {digests.span(clock.left(now))} left"
-        body = (f"Buyer message received {digests.when(clock.opened_at, tz)}; "
-                f"the 24 hours end {digests.when(clock.due_at, tz)}.",)
+        body = (
+            f"Buyer message received {digests.when(clock.opened_at, tz)}; "
+            f"the 24 hours end {digests.when(clock.due_at, tz)}.",
+        )
         doc = Document(title, body, [Section("buyer", "Message", notes=[(clock.subject,)])])
         key = f"reminder:{clock.id}:{int(reminder.threshold.total_seconds())}"
         tags = policy.tags_for("alert", "reminder", "high", "buyer_message")
@@ -736,45 +802,73 @@ def watch_silence(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime)
     row = conn.execute(
         "SELECT MAX(received_at) AS last FROM messages WHERE amazon = 1 AND suspicious = 0"
     ).fetchone()
-    last = max(filter(None, [datetime.fromisoformat(started),
-                             _parse(row["last"]) if row else None]))
+    last = max(
+        filter(None, [datetime.fromisoformat(started), _parse(row["last"]) if row else None])
+    )
     if now - last < policy.silence_after or _state(conn, "silence_noticed") == last.isoformat():
         return
     hours = int((now - last).total_seconds() // 3600)
     doc = Document(
         f"No mail from Amazon for {hours} hours",
-        ("Amazon usually writes every few days. Check Seller Central's notification "
-         "preferences (Settings > Notification Preferences) and your spam folder.",),
+        (
+            "Amazon usually writes every few days. Check Seller Central's notification "
+            "preferences (Settings > Notification Preferences) and your spam folder.",
+        ),
         [],
     )
-    queue(conn, "silence", f"silence:{last.isoformat()}", "high",
-          policy.tags_for("alert", "silence", "high"), doc, now)
+    queue(
+        conn,
+        "silence",
+        f"silence:{last.isoformat()}",
+        "high",
+        policy.tags_for("alert", "silence", "high"),
+        doc,
+        now,
+    )
     _set_state(conn, "silence_noticed", last.isoformat())
 
 
-def queue_digests(conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime,
-                  tz: ZoneInfo) -> None:
+def queue_digests(
+    conn: sqlite3.Connection, policy: NotifyPolicy, now: datetime, tz: ZoneInfo
+) -> None:
     for schedule, since in digests.due_schedules(conn, policy.digests, now, tz):
         queue_digest(conn, schedule, since, now, tz)
 
 
-def queue_digest(conn: sqlite3.Connection, schedule: DigestSchedule, since: datetime | None,
-                 now: datetime, tz: ZoneInfo, title: str | None = None) -> bool:
+def queue_digest(
+    conn: sqlite3.Connection,
+    schedule: DigestSchedule,
+    since: datetime | None,
+    now: datetime,
+    tz: ZoneInfo,
+    title: str | None = None,
+) -> bool:
     """Queue one digest if it has anything to say; the schedule's window moves on anyway."""
     digest = digests.build_digest(
-        conn, title=title or f"Amazon mail: {schedule.name} digest, {digests.day(now, tz)}",
-        since=since, until=now, severities=schedule.severities,
+        conn,
+        title=title or f"Amazon mail: {schedule.name} digest, {digests.day(now, tz)}",
+        since=since,
+        until=now,
+        severities=schedule.severities,
     )
     digests.record_run(conn, schedule.name, now)
     if digest.is_empty():
         return False
     doc = digests.to_document(digest, tz, schedule.max_items)
-    return queue(conn, "digest", f"digest:{schedule.name}:{now.isoformat()}", "normal",
-                 ("digest", *schedule.tags), doc, now)
+    return queue(
+        conn,
+        "digest",
+        f"digest:{schedule.name}:{now.isoformat()}",
+        "normal",
+        ("digest", *schedule.tags),
+        doc,
+        now,
+    )
 
 
-def expand(conn: sqlite3.Connection, targets: Sequence[Target], policy: NotifyPolicy,
-           now: datetime) -> None:
+def expand(
+    conn: sqlite3.Connection, targets: Sequence[Target], policy: NotifyPolicy, now: datetime
+) -> None:
     """Write one outbox row per target (and per part of a long body) for what is ready."""
     if not targets:
         return  # kept until a target is configured: nothing is lost
@@ -786,18 +880,23 @@ def expand(conn: sqlite3.Connection, targets: Sequence[Target], policy: NotifyPo
         tags = json.loads(row["tags"])
         chosen = [t for t in targets if t.wants(tags)]
         if not chosen:
-            log.warning("no notification target takes tags %s; %r not sent",
-                        ", ".join(tags), row["title"])
+            log.warning(
+                "no notification target takes tags %s; %r not sent", ", ".join(tags), row["title"]
+            )
         for target in chosen:
             _expand_one(conn, row, target, policy, now)
         conn.execute("UPDATE notifications SET expanded = 1 WHERE id = ?", (row["id"],))
 
 
-def _expand_one(conn: sqlite3.Connection, row: sqlite3.Row, target: Target,
-                policy: NotifyPolicy, now: datetime) -> None:
+def _expand_one(
+    conn: sqlite3.Connection, row: sqlite3.Row, target: Target, policy: NotifyPolicy, now: datetime
+) -> None:
     body = row[f"body_{target.body_format}"]
-    parts = ([body] if target.body_format == "html"
-             else split_body(body, min(policy.max_chars, target.max_chars)))
+    parts = (
+        [body]
+        if target.body_format == "html"
+        else split_body(body, min(policy.max_chars, target.max_chars))
+    )
     for index, part in enumerate(parts, start=1):
         title = row["title"] if len(parts) == 1 else f"{row['title']} ({index}/{len(parts)})"
         conn.execute(
@@ -806,8 +905,16 @@ def _expand_one(conn: sqlite3.Connection, row: sqlite3.Row, target: Target,
                 body, body_format, next_attempt_at)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
             """,
-            (row["id"], target.key, target.label, index, title, part, target.body_format,
-             now.isoformat()),
+            (
+                row["id"],
+                target.key,
+                target.label,
+                index,
+                title,
+                part,
+                target.body_format,
+                now.isoformat(),
+            ),
         )
 
 
@@ -834,8 +941,10 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
             _record_failure(db, row, str(exc), now)
             continue
         with db.transaction() as conn:
-            conn.execute("UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
-                         (now.isoformat(), row["id"]))
+            conn.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (now.isoformat(), row["id"]),
+            )
         sent += 1
     return DeliveryReport(sent, failed, tuple(failures))
 
@@ -843,8 +952,12 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
 def _record_failure(db: Database, row: sqlite3.Row, error: str, now: datetime) -> None:
     attempts = row["attempts"] + 1
     delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
-    log.warning("notification to %s failed (attempt %d), retrying in %s",
-                row["target_label"], attempts, delay)
+    log.warning(
+        "notification to %s failed (attempt %d), retrying in %s",
+        row["target_label"],
+        attempts,
+        delay,
+    )
     with db.transaction() as conn:
         conn.execute(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
@@ -883,8 +996,7 @@ def notify_command(args: argparse.Namespace) -> int:
 
     targets = load_targets(settings_module.from_env())
     if not targets:
-        raise ConfigError("no notification target: set TRIAGE_NOTIFY_URLS or "
-                          "TRIAGE_APPRISE_CONFIG")
+        raise ConfigError("no notification target: set TRIAGE_NOTIFY_URLS or TRIAGE_APPRISE_CONFIG")
     failed = 0
     for target in targets:
         title = "triage test notification"
@@ -914,25 +1026,38 @@ def digest_now(*, preview: bool, now: datetime | None = None) -> int:
         db.close()
 
 
-def _digest_now(db: Database, settings: Settings, policy: NotifyPolicy, tz: ZoneInfo,
-                now: datetime, preview: bool) -> int:
+def _digest_now(
+    db: Database,
+    settings: Settings,
+    policy: NotifyPolicy,
+    tz: ZoneInfo,
+    now: datetime,
+    preview: bool,
+) -> int:
     rolling = [s for s in policy.digests if s.weekday is None] or list(policy.digests)
     starts = [digests.covered_until(db.conn, s.name) for s in rolling]
     since = None if not starts or None in starts else min(s for s in starts if s)
     combined = DigestSchedule(
-        "now", severities=tuple(sorted({v for s in rolling for v in s.severities},
-                                       key=severity_rank)) or SEVERITIES,
+        "now",
+        severities=tuple(sorted({v for s in rolling for v in s.severities}, key=severity_rank))
+        or SEVERITIES,
         tags=tuple(dict.fromkeys(t for s in rolling for t in s.tags)) or ("digest",),
     )
     if preview:
-        digest = digests.build_digest(db.conn, title="Amazon mail digest (preview)",
-                                      since=since, until=now, severities=combined.severities)
+        digest = digests.build_digest(
+            db.conn,
+            title="Amazon mail digest (preview)",
+            since=since,
+            until=now,
+            severities=combined.severities,
+        )
         print(render(digests.to_document(digest, tz), "text"), end="")
         return 0
     targets = load_targets(settings)
     with db.transaction() as conn:
-        queued = queue_digest(conn, combined, since, now, tz,
-                              title=f"Amazon mail digest, {digests.day(now, tz)}")
+        queued = queue_digest(
+            conn, combined, since, now, tz, title=f"Amazon mail digest, {digests.day(now, tz)}"
+        )
         for schedule in rolling:
             digests.record_run(conn, schedule.name, now)
         expand(conn, targets, policy, now)
@@ -940,6 +1065,8 @@ def _digest_now(db: Database, settings: Settings, policy: NotifyPolicy, tz: Zone
         print("Nothing new since the last digest; nothing sent.")
         return 0
     report = send_outbox(db, targets, now)
-    print(f"digest sent to {report.sent} target(s)"
-          + (f"; {report.failed} failed and will be retried" if report.failed else ""))
+    print(
+        f"digest sent to {report.sent} target(s)"
+        + (f"; {report.failed} failed and will be retried" if report.failed else "")
+    )
     return 1 if report.failed else 0

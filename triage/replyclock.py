@@ -134,8 +134,14 @@ def open_clock(
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         """,
         (
-            message_row, order_id, thread, relay.lower(), buyer_name, subject,
-            received_at.isoformat(), (received_at + REPLY_WINDOW).isoformat(),
+            message_row,
+            order_id,
+            thread,
+            relay.lower(),
+            buyer_name,
+            subject,
+            received_at.isoformat(),
+            (received_at + REPLY_WINDOW).isoformat(),
         ),
     )
     return cursor.rowcount > 0

@@ -1,0 +1,355 @@
+"""Alerts, routing and the outbox, against real HTTP and SMTP receivers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from receivers import HttpReceiver, SmtpReceiver, record
+
+from triage import notify
+from triage.errors import ConfigError, RulesError
+from triage.message import Message
+from triage.rules import load_rules
+from triage.settings import NotifySettings, Settings
+from triage.state import Database
+from triage.verdict import Action, Verdict
+
+NOW = datetime(2025, 11, 23, 9, 0, tzinfo=UTC)  # a Sunday
+LINK = "https://sellercentral.amazon.com/gp/guarantee-claims/home.html?claimId=42"
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "triage.db")
+    yield database
+    database.close()
+
+
+def settings(tmp_path: Path, *urls: str, rules: str = "") -> Settings:
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text("version: 1\n" + rules, encoding="utf-8")
+    return Settings(
+        imap=None,
+        notify=NotifySettings(urls=urls, timezone="Europe/London"),
+        state_dir=tmp_path,
+        rules_path=rules_path,
+    )
+
+
+def claim(order: str = "111-1234567-1234567", **kwargs: object) -> Message:
+    fields: dict[str, object] = {
+        "sender_address": "atoz-guarantee-no-reply@amazon.com",
+        "sender_domain": "amazon.com",
+        "subject": f"A-to-z Guarantee claim received for order {order}",
+        "order_ids": (order,),
+        "links": (LINK,),
+        "message_id": f"<claim-{order}@amazon.com>",
+    }
+    fields.update(kwargs)
+    return Message(**fields)  # type: ignore[arg-type]
+
+
+def verdict(type_: str = "claim", severity: str = "critical", **kwargs: object) -> Verdict:
+    fields: dict[str, object] = {"amazon": True, "actions": [Action("alert")]}
+    fields.update(kwargs)
+    return Verdict(type=type_, severity=severity, confidence=0.9, **fields)  # type: ignore[arg-type]
+
+
+def test_a_to_z_claim_is_pushed_with_order_deadline_and_link(tmp_path, db, http):
+    record(db, claim(), verdict(), received_at=NOW, now=NOW)
+    report = notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert report.sent == 1
+    assert http.titles == [
+        "A-to-z claim on order 111-1234567-1234567: respond by Wed 26 Nov (3 days)"
+    ]
+    assert LINK in http.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "text", "expected"),
+    [
+        (
+            "cb-seller-notification@amazon.com",
+            "Chargeback notification",
+            "",
+            "Chargeback on order 111-1234567-1234567: respond by Sun 30 Nov (7 days)",
+        ),
+        (
+            "atoz-guarantee-no-reply@amazon.com",
+            "Claim",
+            "Please respond by November 28, 2025.",
+            "A-to-z claim on order 111-1234567-1234567: respond by Fri 28 Nov (6 days)",
+        ),
+        (
+            "atoz-guarantee-no-reply@amazon.com",
+            "Claim",
+            "You must respond within 2 days.",
+            "A-to-z claim on order 111-1234567-1234567: respond by Tue 25 Nov (2 days)",
+        ),
+    ],
+)
+def test_deadline_comes_from_the_mail_or_amazons_terms(
+    tmp_path, db, http, sender, subject, text, expected
+):
+    record(
+        db,
+        claim(sender_address=sender, subject=subject, text=text),
+        verdict(),
+        received_at=NOW,
+        now=NOW,
+    )
+    notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert http.titles == [expected]
+
+
+def test_several_arriving_together_become_one_grouped_alert(tmp_path, db, http):
+    for n in range(3):
+        record(db, claim(order=f"111-000000{n}-1234567"), verdict(), received_at=NOW, now=NOW)
+    notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert http.titles == ["3 Amazon notices need you"]
+    assert all(f"111-000000{n}-1234567" in http.messages[0] for n in range(3))
+
+
+def test_suspicious_mail_is_never_presented_as_genuine(tmp_path, db, http):
+    fake = claim(sender_address="atoz@amaz0n-claims.example", sender_domain="amaz0n-claims.example")
+    record(db, fake, verdict(amazon=False, suspicious=True), received_at=NOW, now=NOW)
+    notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert http.titles[0].startswith("Suspected phishing")
+    assert "sellercentral" not in http.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("history", "actions", "severity", "pushed"),
+    [
+        (False, [Action("alert")], "high", 1),
+        (True, [Action("alert")], "critical", 0),  # history: stored, not pushed
+        (False, [Action("digest")], "normal", 0),
+        (False, [Action("digest")], "critical", 1),  # critical goes out by default
+        (False, [Action("ignore")], "critical", 0),
+    ],
+)
+def test_what_is_pushed_at_once(tmp_path, db, http, history, actions, severity, pushed):
+    record(
+        db,
+        claim(),
+        verdict(severity=severity, actions=actions),
+        received_at=NOW,
+        now=NOW,
+        history=history,
+    )
+    notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert len(http.posts) == pushed
+
+
+def test_tags_route_critical_to_the_phone_and_digests_to_email(tmp_path, db, http):
+    smtp = SmtpReceiver()
+    try:
+        config = settings(tmp_path, "critical=" + http.url("phone"), "digest=" + smtp.url())
+        record(db, claim(), verdict(), received_at=NOW, now=NOW)
+        notify.deliver_due(db, config, NOW)
+        assert http.paths == ["/phone"] and smtp.inbox == []
+        # Monday 09:00: the daily digest is due, and the weekly summary too.
+        notify.deliver_due(db, config, NOW + timedelta(days=1))
+        assert len(http.posts) == 1
+        assert sorted(m.message["Subject"] for m in smtp.inbox) == [
+            "Amazon mail: daily digest, Mon 24 Nov",
+            "Amazon mail: weekly digest, Mon 24 Nov",
+        ]
+        assert "<h2>Critical (1)</h2>" in smtp.inbox[0].body("html")
+    finally:
+        smtp.stop()
+
+
+def test_a_target_down_then_up_gets_the_alert_exactly_once(tmp_path, db, http):
+    config = settings(tmp_path, http.url())
+    record(db, claim(), verdict(), received_at=NOW, now=NOW)
+    http.stop()
+    assert notify.deliver_due(db, config, NOW).failed == 1
+    http.start()
+    # Backing off: the next try waits, then goes through once.
+    assert notify.deliver_due(db, config, NOW + timedelta(seconds=5)).sent == 0
+    assert notify.deliver_due(db, config, NOW + timedelta(seconds=31)).sent == 1
+    reopened = Database(db.path)  # a restart
+    try:
+        assert notify.deliver_due(reopened, config, NOW + timedelta(hours=1)).sent == 0
+    finally:
+        reopened.close()
+    assert len(http.posts) == 1
+    assert notify.pending(db) == []
+
+
+def test_backoff_doubles_while_the_target_refuses(tmp_path, db, http):
+    config = settings(tmp_path, http.url())
+    record(db, claim(), verdict(), received_at=NOW, now=NOW)
+    http.status = 500
+    tries = [NOW + timedelta(seconds=s) for s in (0, 30, 60, 90, 150, 209, 210)]
+    failed = [notify.deliver_due(db, config, t).failed for t in tries]
+    assert failed == [1, 1, 0, 1, 0, 0, 1]  # retries after 30 s, 60 s, 120 s...
+    http.status = 200
+    assert notify.deliver_due(db, config, NOW + timedelta(hours=2)).sent == 1
+    assert len(http.posts) == 1
+
+
+def test_only_the_failed_target_is_retried(tmp_path, db, http):
+    other = HttpReceiver()
+    try:
+        config = settings(tmp_path, http.url("a"), other.url("b"))
+        record(db, claim(), verdict(), received_at=NOW, now=NOW)
+        other.status = 503
+        report = notify.deliver_due(db, config, NOW)
+        assert (report.sent, report.failed) == (1, 1)
+        other.status = 200
+        notify.deliver_due(db, config, NOW + timedelta(minutes=5))
+        assert len(http.posts) == 1 and len(other.posts) == 1
+    finally:
+        other.stop()
+
+
+def test_quiet_hours_hold_back_all_but_critical(tmp_path, db, http):
+    night = datetime(2025, 11, 23, 23, 0, tzinfo=UTC)
+    config = settings(
+        tmp_path, http.url(), rules="notify:\n  quiet_hours: {from: '22:00', to: '07:00'}\n"
+    )
+    record(
+        db,
+        claim(order="111-0000001-0000001"),
+        verdict(severity="high"),
+        received_at=night,
+        now=night,
+    )
+    notify.deliver_due(db, config, night)
+    record(
+        db,
+        claim(order="111-0000002-0000002"),
+        verdict(),
+        received_at=night,
+        now=night + timedelta(seconds=1),
+    )
+    notify.deliver_due(db, config, night + timedelta(seconds=1))
+    assert len(http.posts) == 1 and "111-0000002-0000002" in http.titles[0]
+    notify.deliver_due(db, config, night + timedelta(hours=7, minutes=59))
+    assert len(http.posts) == 1
+    notify.deliver_due(db, config, night + timedelta(hours=8))
+    assert len(http.posts) == 2 and "111-0000001-0000001" in http.titles[1]
+
+
+def test_silence_is_reported_once_per_silence(tmp_path, db, http):
+    config = settings(tmp_path, "alert=" + http.url())
+    record(
+        db,
+        claim(),
+        verdict(actions=[Action("digest")], severity="normal"),
+        received_at=NOW,
+        now=NOW,
+    )
+    for hours in (0, 71, 72, 80, 100):
+        notify.deliver_due(db, config, NOW + timedelta(hours=hours))
+    assert http.titles == ["No mail from Amazon for 72 hours"]
+    later = NOW + timedelta(hours=101)
+    record(
+        db,
+        claim(order="111-0000009-0000009"),
+        verdict(actions=[Action("digest")], severity="normal"),
+        received_at=later,
+        now=later,
+    )
+    notify.deliver_due(db, config, later + timedelta(hours=73))
+    assert len(http.titles) == 2
+
+
+def test_operator_notes_are_delivered(tmp_path, db, http):
+    notify.notify_operator(db, "triage backfilled 12 older messages", NOW)
+    notify.deliver_due(db, settings(tmp_path, http.url()), NOW)
+    assert "backfilled 12 older messages" in http.messages[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "reason"),
+    [
+        ("notify:\n  colour: red\n", 4, "unknown key 'colour'"),
+        ("notify:\n  reminders: [12h, soon]\n", 4, "expected a duration"),
+        ("notify:\n  alert: {severities: [urgent]}\n", 4, "unknown name 'urgent'"),
+        ("notify:\n  digests:\n    - {name: d, at: '8 o clock'}\n", 5, "expected a time"),
+        ("notify:\n  digests:\n    - {name: d, every: 1h, at: '08:00'}\n", 5, "either 'every'"),
+        ("notify:\n  quiet_hours: '22-7'\n", 4, "quiet_hours"),
+    ],
+)
+def test_bad_notify_sections_are_refused_with_file_and_line(tmp_path, section, line, reason):
+    path = tmp_path / "rules.yaml"
+    path.write_text("version: 1\n\n" + section, encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules(path).section("notify")
+    assert caught.value.line == line
+    assert reason in str(caught.value)
+
+
+def test_a_full_notify_section_is_read(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "version: 1\nnotify:\n  alert: {severities: [critical, high], types: [feedback]}\n"
+        "  route: {critical: [phone]}\n  digests:\n    - {name: morning, at: '07:30'}\n"
+        "  reminders: [6h, 30m]\n  silence_after: 2d\n",
+        encoding="utf-8",
+    )
+    policy = notify.policy_from_file(path)
+    assert policy.alert_severities == ("critical", "high")
+    assert policy.tags_for("alert", "critical") == ("alert", "critical", "phone")
+    assert [d.name for d in policy.digests] == ["morning"]
+    assert policy.reminders == (timedelta(hours=6), timedelta(minutes=30))
+    assert policy.silence_after == timedelta(days=2)
+
+
+def test_an_unusable_url_is_refused_without_showing_it(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        notify.load_targets(settings(tmp_path, "nosuchscheme://user:hunter2@host"))
+    assert "hunter2" not in str(caught.value)
+
+
+def run_cli(tmp_path: Path, *args: str, urls: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TRIAGE_NOTIFY_URLS": urls,
+        "TRIAGE_STATE_DIR": str(tmp_path),
+        "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
+        "TRIAGE_TIMEZONE": "Europe/London",
+    }
+    env.pop("TRIAGE_APPRISE_CONFIG", None)
+    (tmp_path / "rules.yaml").write_text("version: 1\n", encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "triage.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_notify_test_reports_each_target_with_secrets_masked(tmp_path, http):
+    smtp = SmtpReceiver()
+    try:
+        down = HttpReceiver()
+        down.stop()
+        urls = f"{http.url()} {smtp.url()},{down.url('gone')}"
+        result = run_cli(tmp_path, "notify", "--test", urls=urls)
+    finally:
+        smtp.stop()
+    assert result.returncode == 1
+    assert "secret-pass" not in result.stdout + result.stderr
+    assert f"ok      json://127.0.0.1:{http.port}/hook" in result.stdout
+    assert f"ok      mailto://user:****@127.0.0.1:{smtp.port}" in result.stdout
+    assert f"FAILED  json://127.0.0.1:{down.port}/gone" in result.stdout
+    assert len(http.posts) == 1 and len(smtp.inbox) == 1
