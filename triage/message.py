@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import email
 import email.message
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 from lxml import etree
@@ -39,6 +42,11 @@ MAX_RAW_BYTES = 4_000_000
 MAX_HTML_CHARS = 300_000
 MAX_TEXT_CHARS = 20_000
 MAX_LINKS = 50
+MAX_DEPTH = 20
+# Parts whose body is a whole message of its own (delivery-status is not: it is
+# header blocks, and we read it as plain text).
+NESTED_MESSAGES = frozenset(("message/rfc822", "message/global", "message/external-body",
+                             "message/partial", "message/news"))
 MAX_HREFS = 500
 MAX_ADDRESS_CHARS = 2_000
 
@@ -87,6 +95,7 @@ SKIP_TAGS = frozenset(("script", "style", "head", "noscript", "template", "svg")
 # A private-use character marks the line breaks the markup asks for, so the line
 # ends of the HTML source can become spaces, as a browser would show them.
 BREAK = "\ue000"
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _HTML_PARSER = etree.HTMLParser(
     remove_comments=True, remove_pis=True, no_network=True, recover=True, default_doctype=False
 )
@@ -136,12 +145,79 @@ def parse(raw: bytes) -> Message:
     if not raw.strip():
         return Message(size=len(raw), error="empty message")
     try:
-        mime = email.message_from_bytes(raw[:MAX_RAW_BYTES])
+        mime = split_mime(raw[:MAX_RAW_BYTES])
         return _build(mime, len(raw))
     except RecursionError:
         return Message(size=len(raw), error="unreadable message: MIME parts nested too deeply")
     except Exception as exc:  # the stdlib parser and decoders raise many kinds on broken input
         return Message(size=len(raw), error=f"unreadable message: {exc.__class__.__name__}: {exc}")
+
+
+def split_mime(
+    raw: bytes, depth: int = 0, default_type: str = "text/plain"
+) -> email.message.Message:
+    """The MIME tree of a message, as the stdlib parser would build it, only faster.
+
+    The stdlib's feed parser reads every line in Python, attachments included, which
+    was two thirds of our parse time. Here only the header blocks go through it;
+    bodies are cut at their boundaries with ``bytes.find`` and left undecoded until
+    a text part is read.
+    """
+    raw = raw.replace(b"\r\n", b"\n")
+    head, body = _head_and_body(raw)
+    mime = _HEADER_PARSER.parsebytes(head)
+    mime.set_default_type(default_type)
+    # A line that is no header ends the headers early; the parser kept the rest.
+    early = mime.get_payload()
+    if isinstance(early, str) and early:
+        body = early.encode("utf-8", "surrogateescape") + (b"\n" + body if body else b"")
+    if depth >= MAX_DEPTH:
+        mime.set_payload(body.decode("ascii", "surrogateescape"))
+        return mime
+    boundary = mime.get_boundary() if mime.get_content_maintype() == "multipart" else None
+    if boundary:
+        inner = "message/rfc822" if mime.get_content_subtype() == "digest" else "text/plain"
+        parts = _split_parts(body, boundary.encode("ascii", "surrogateescape"))
+        mime.set_payload([split_mime(part, depth + 1, inner) for part in parts])
+    elif mime.get_content_type() in NESTED_MESSAGES:
+        mime.set_payload([split_mime(body, depth + 1)])
+    else:
+        mime.set_payload(body.decode("ascii", "surrogateescape"))
+    return mime
+
+
+def _head_and_body(raw: bytes) -> tuple[bytes, bytes]:
+    if raw.startswith(b"\n"):
+        return b"", raw[1:]
+    end = raw.find(b"\n\n")
+    if end < 0:
+        return raw, b""
+    return raw[: end + 1], raw[end + 2 :]
+
+
+def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
+    """The parts between ``--boundary`` lines, up to the closing ``--boundary--``."""
+    delimiter = b"--" + boundary
+    lines: list[tuple[int, int]] = []  # where each delimiter line starts and ends
+    closed = False
+    at = body.find(delimiter)
+    while at >= 0 and not closed:
+        line_end = body.find(b"\n", at)
+        line_end = len(body) if line_end < 0 else line_end
+        rest = body[at + len(delimiter) : line_end]
+        closed = rest.startswith(b"--")
+        # A longer boundary that merely starts with ours is not ours.
+        if (at == 0 or body[at - 1] == 0x0A) and not rest.removeprefix(b"--").strip():
+            lines.append((at, line_end))
+        else:
+            closed = False
+        at = body.find(delimiter, line_end)
+    # The line break before a delimiter belongs to the delimiter (RFC 2046).
+    parts = [body[begin + 1 : max(begin + 1, end - 1)]
+             for (_, begin), (end, _) in itertools.pairwise(lines)]
+    if lines and not closed:
+        parts.append(body[lines[-1][1] + 1 :])  # unterminated last part: keep what came
+    return parts
 
 
 def _build(mime: email.message.Message, size: int) -> Message:
