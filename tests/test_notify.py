@@ -221,7 +221,9 @@ def test_only_the_failed_target_is_retried(tmp_path, db, http):
 def test_quiet_hours_hold_back_all_but_critical(tmp_path, db, http):
     night = datetime(2025, 11, 23, 23, 0, tzinfo=UTC)
     config = settings(
-        tmp_path, http.url(), rules="notify:\n  quiet_hours: {from: '22:00', to: '07:00'}\n"
+        tmp_path,
+        "alert=" + http.url(),
+        rules="notify:\n  quiet_hours: {from: '22:00', to: '07:00'}\n",
     )
     record(
         db,
