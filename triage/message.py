@@ -23,6 +23,7 @@ from datetime import datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 from lxml import etree
 from mailparser.utils import decode_header_part, get_addresses
@@ -220,29 +221,33 @@ def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
     return parts
 
 
+Headers = dict[str, list[str]]
+
+
 def _build(mime: email.message.Message, size: int) -> Message:
-    name, address = _first_address(mime, "from")
+    headers = _index(mime)
+    name, address = _first_address(headers.get("from"))
     domain = address.rpartition("@")[2]
-    subject = _header(mime, "subject")
+    subject = _header(headers, "subject")
     text, hrefs = _body(mime)
     blob = f"{subject}\n{text}"
     urls = {u: _host(u) for u in [*hrefs, *URL.findall(text)][:MAX_HREFS]}
     links = tuple(u for u, host in urls.items() if _is_seller_central(u, host))[:MAX_LINKS]
-    marketplace_id = _header(mime, "x-marketplace-id")
+    marketplace_id = _header(headers, "x-marketplace-id")
     return Message(
         sender_name=name,
         sender_address=address,
         sender_domain=domain,
-        reply_to=_addresses(mime, "reply-to"),
-        to=_addresses(mime, "to"),
+        reply_to=_addresses(headers, "reply-to"),
+        to=_addresses(headers, "to"),
         subject=subject,
-        date=_date(mime),
+        date=_date(headers),
         text=text,
-        message_id=_header(mime, "message-id"),
-        in_reply_to=_header(mime, "in-reply-to"),
-        references=tuple(_header(mime, "references").split()),
-        authentication_results=_all_raw(mime, "authentication-results"),
-        notification_type=_header(mime, "x-space-notification-type"),
+        message_id=_header(headers, "message-id"),
+        in_reply_to=_header(headers, "in-reply-to"),
+        references=tuple(_header(headers, "references").split()),
+        authentication_results=tuple(_unfold(v) for v in headers.get("authentication-results", ())),
+        notification_type=_header(headers, "x-space-notification-type"),
         marketplace_id=marketplace_id,
         order_ids=find_order_ids(blob),
         asins=find_asins(blob),
@@ -250,51 +255,54 @@ def _build(mime: email.message.Message, size: int) -> Message:
         marketplace=_marketplace(domain, marketplace_id, links),
         links=links,
         link_hosts=tuple(dict.fromkeys(h for h in urls.values() if h))[:MAX_LINKS],
-        from_count=len(mime.get_all("from") or ()),
+        from_count=len(headers.get("from", ())),
         size=size,
     )
 
 
-def _header(mime: email.message.Message, name: str) -> str:
-    value = mime.get(name)
-    return _unfold(decode_header_part(value)) if value is not None else ""
+def _index(mime: email.message.Message) -> Headers:
+    # One pass over the headers; Message.get() scans them all on every call.
+    headers: Headers = {}
+    for name, value in mime.items():
+        headers.setdefault(name.lower(), []).append(str(value))
+    return headers
 
 
-def _all_raw(mime: email.message.Message, name: str) -> tuple[str, ...]:
-    return tuple(_unfold(str(v)) for v in mime.get_all(name) or ())
+def _header(headers: Headers, name: str) -> str:
+    values = headers.get(name)
+    return _unfold(decode_header_part(values[0])) if values else ""
 
 
 def _unfold(value: str) -> str:
     return " ".join(value.split())
 
 
-def _first_address(mime: email.message.Message, name: str) -> tuple[str, str]:
-    value = mime.get(name)
-    if value is None:
+def _first_address(values: list[str] | None) -> tuple[str, str]:
+    if not values:
         return "", ""
-    for display, address in get_addresses(value, decode_names=True):
+    for display, address in get_addresses(values[0], decode_names=True):
         if address:
             return _unfold(display if display != address else ""), address.strip().lower()
     # No parsable mailbox: keep the words so trust can still see "Amazon" in them.
-    return _unfold(decode_header_part(value)), ""
+    return _unfold(decode_header_part(values[0])), ""
 
 
-def _addresses(mime: email.message.Message, name: str) -> str:
+def _addresses(headers: Headers, name: str) -> str:
     # Only the addresses are kept, so the stdlib's plain parser is enough; the cap
     # stops a header listing thousands of recipients from costing a second.
-    value = mime.get(name)
-    if value is None:
+    values = headers.get(name)
+    if not values:
         return ""
-    found = getaddresses([str(value)[:MAX_ADDRESS_CHARS]])
+    found = getaddresses([values[0][:MAX_ADDRESS_CHARS]])
     return ", ".join(dict.fromkeys(a.lower() for _, a in found if "@" in a))
 
 
-def _date(mime: email.message.Message) -> datetime | None:
-    value = mime.get("date")
-    if not value:
+def _date(headers: Headers) -> datetime | None:
+    values = headers.get("date")
+    if not values:
         return None
     try:
-        return parsedate_to_datetime(str(value))
+        return parsedate_to_datetime(values[0])
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -415,9 +423,14 @@ def _host(url: str) -> str:
     return host.rpartition("@")[2].split(":", 1)[0].lower().rstrip(".")
 
 
+@lru_cache(maxsize=4096)
+def _amazon_site(host: str) -> str:
+    return site_of(host)
+
+
 def _is_seller_central(url: str, host: str) -> bool:
     secure = url[:8].lower() == "https://"
-    return secure and host.startswith("sellercentral.") and bool(site_of(host))
+    return secure and host.startswith("sellercentral.") and bool(_amazon_site(host))
 
 
 def _buyer_name(sender_name: str, subject: str) -> str:
@@ -448,6 +461,6 @@ def _marketplace(domain: str, marketplace_id: str, links: Iterable[str]) -> str:
     if site := MARKETPLACE_IDS.get(marketplace_id.strip().upper(), ""):
         return site
     for link in links:
-        if site := site_of(_host(link)):
+        if site := _amazon_site(_host(link)):
             return site
     return ""
