@@ -2,8 +2,10 @@
 
 IMAP: ``dovecot`` is a fresh, empty account on a real Dovecot server started once
 per test session (see ``tests/dovecot.py``); ``dovecot_without_move`` is the same
-on a server that does not announce MOVE; ``dovecot_servers.account(without=...)``
-gives an account on a server lacking any other capabilities. Tests that use them
+on a server that does not announce MOVE; ``dovecot_servers.account(without=...,
+tls=...)`` gives an account on a server lacking other capabilities, or one that
+also speaks TLS (STARTTLS on ``port``, IMAPS on ``tls_port``, its self-signed
+certificate at ``certificate``). Tests that use them
 are marked ``imap`` automatically.
 """
 
@@ -21,13 +23,16 @@ class DovecotServers:
     """Dovecot servers of this session, one per set of removed capabilities."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[str, ...], dovecot_lib.DovecotServer] = {}
+        self._servers: dict[tuple[tuple[str, ...], bool], dovecot_lib.DovecotServer] = {}
 
-    def account(self, without: Iterable[str] = ()) -> dovecot_lib.Account:
-        key = tuple(sorted(cap.upper() for cap in without))
-        if key not in self._servers:
-            self._servers[key] = dovecot_lib.DovecotServer(without_capabilities=key)
-        server = self._servers[key]
+    def account(self, without: Iterable[str] = (), tls: bool = False) -> dovecot_lib.Account:
+        """A fresh account on a server lacking ``without``; ``tls`` adds STARTTLS and IMAPS."""
+        if tls and not dovecot_lib.tls_available():
+            pytest.skip("openssl is not installed: no certificate for a TLS server")
+        caps = tuple(sorted(cap.upper() for cap in without))
+        if (caps, tls) not in self._servers:
+            self._servers[caps, tls] = dovecot_lib.DovecotServer(without_capabilities=caps, tls=tls)
+        server = self._servers[caps, tls]
         # A previous test may have stopped it (a reconnect test that failed midway).
         server.start()
         return server.new_user()

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from imapclient import IMAPClient
 
@@ -41,7 +42,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = dovenull
@@ -79,7 +80,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -95,6 +97,11 @@ service anvil {{
 def available() -> bool:
     """Whether the ``dovecot`` binary is installed on this machine."""
     return shutil.which("dovecot") is not None
+
+
+def tls_available() -> bool:
+    """Whether a certificate can be made for a TLS server (``openssl``, a dovecot dependency)."""
+    return shutil.which("openssl") is not None
 
 
 def free_port() -> int:
@@ -159,6 +166,13 @@ class Account:
         }
         values.update(overrides)
         return ImapSettings(**values)  # type: ignore[arg-type]
+
+    def tls_settings(self, security: str, **overrides: object) -> ImapSettings:
+        """Settings for a ``tls`` server: implicit TLS or STARTTLS, trusting its certificate."""
+        port = self.server.tls_port if security == "tls" else self.server.port
+        values: dict[str, object] = {"ca_file": str(self.server.certificate), "port": port}
+        values.update(overrides)
+        return self.imap_settings(security=security, **values)
 
     def env(self) -> dict[str, str]:
         """The ``TRIAGE_IMAP_*`` variables that point ``triage`` at this account."""
@@ -225,9 +239,11 @@ class DovecotServer:
     those commands, but a client that checks capabilities will not use them.
     """
 
-    def __init__(self, without_capabilities: Iterable[str] = ()) -> None:
+    def __init__(self, without_capabilities: Iterable[str] = (), tls: bool = False) -> None:
         self.host = "127.0.0.1"
         self.port = free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls else 0
         self.without_capabilities = tuple(cap.upper() for cap in without_capabilities)
         self.root = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -334,25 +350,58 @@ class DovecotServer:
         lines = (f"seller{n}:{{PLAIN}}{PASSWORD}::::::\n" for n in range(1, USERS + 1))
         (self.root / "passwd").write_text("".join(lines), encoding="utf-8")
         (self.root / "passwd").chmod(0o644)
+        if self.tls:
+            self._make_certificate()
         self._write_config()
+
+    @property
+    def certificate(self) -> Path:
+        """The self-signed certificate of a ``tls`` server (its own CA file)."""
+        return self.root / "cert.pem"
+
+    def _make_certificate(self) -> None:
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout", str(self.root / "key.pem"), "-out", str(self.certificate),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+
+    def _ssl_lines(self) -> str:
+        if not self.tls:
+            return "ssl = no"
+        return f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{self.root / 'key.pem'}"
 
     def _write_config(self) -> None:
         uid, gid = _mail_owner()
         text = CONFIG.format(
-            root=self.root, port=self.port, uid=uid, gid=gid, capability=self._capability_line
+            root=self.root,
+            port=self.port,
+            tls_port=self.tls_port,
+            uid=uid,
+            gid=gid,
+            capability=self._capability_line,
+            ssl=self._ssl_lines(),
         )
         (self.root / "dovecot.conf").write_text(text, encoding="utf-8")
 
     def _spawn(self) -> None:
+        with (self.root / "stderr.log").open("ab") as stderr:
+            self._popen(stderr)
+        self._wait_until_ready()
+
+    def _popen(self, stderr: BinaryIO) -> None:
         self._process = subprocess.Popen(
             ["dovecot", "-F", "-c", str(self.root / "dovecot.conf")],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=(self.root / "stderr.log").open("ab"),
+            stderr=stderr,
             # Its own process group, so destroy() can take the children down with it.
             start_new_session=True,
         )
-        self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT

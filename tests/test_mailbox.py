@@ -376,3 +376,36 @@ def test_folders_command_wrong_password_is_one_line(dovecot: dovecot_lib.Account
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("triage:")]
     assert "refused the user name or password" in line
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_account(dovecot_servers) -> dovecot_lib.Account:
+    return dovecot_servers.account(tls=True)
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_with_the_servers_certificate(tls_account: dovecot_lib.Account, security: str) -> None:
+    with Mailbox(tls_account.tls_settings(security)) as box:
+        assert "inbox" in roles(box.folders()).values()
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_untrusted_certificate_is_refused(tls_account: dovecot_lib.Account, security: str) -> None:
+    settings = tls_account.tls_settings(security, ca_file=None)
+    with pytest.raises(MailboxError, match="certificate is not trusted"):
+        Mailbox(settings).connect()
+
+
+def test_verification_can_be_turned_off(tls_account: dovecot_lib.Account) -> None:
+    settings = tls_account.tls_settings("tls", ca_file=None, verify_certificate=False)
+    with Mailbox(settings) as box:
+        assert box.status("INBOX").messages == 0
+
+
+def test_implicit_tls_on_a_plain_port_suggests_starttls(tls_account: dovecot_lib.Account) -> None:
+    settings = tls_account.tls_settings("tls", port=tls_account.port)
+    with pytest.raises(MailboxError, match="SECURITY=starttls"):
+        Mailbox(settings).connect()

@@ -336,14 +336,27 @@ class Mailbox:
         except socket.gaierror as exc:
             raise MailboxError(f"{what}: unknown host ({exc.strerror})") from exc
         except TimeoutError as exc:
+            hint = self._hint() if self._client is None else ""
             self._lost()
-            raise MailboxError(f"{what}: the server did not answer in time") from exc
-        except (ssl.SSLError, OSError) as exc:
+            raise MailboxError(f"{what}: the server did not answer in time{hint}") from exc
+        except ssl.SSLError as exc:
+            hint = self._hint() if self._client is None else ""
+            self._lost()
+            raise MailboxError(f"{what}: TLS failed ({exc.reason or exc}){hint}") from exc
+        except OSError as exc:
             reason = exc.strerror or str(exc) or type(exc).__name__
             if self._client is not None:
                 self._lost()
                 reason = f"connection lost ({reason})"
             raise MailboxError(f"{what}: {reason}") from exc
+
+    def _hint(self) -> str:
+        """Why a connection may fail at the start: the security mode does not fit the port."""
+        if self.settings.security == "tls":
+            return " (if this port speaks plain text first, try TRIAGE_IMAP_SECURITY=starttls)"
+        if self.settings.security == "none":
+            return " (if this port speaks TLS, try TRIAGE_IMAP_SECURITY=tls)"
+        return ""
 
     def _lost(self) -> None:
         client, self._client = self._client, None
