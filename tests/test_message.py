@@ -13,8 +13,7 @@ from triage.message import Message, html_to_text, parse
 def mail(headers: str, body: str = "Hello\n", content_type: str = "text/plain") -> bytes:
     head = headers.strip("\n").replace("\n", "\r\n")
     return (
-        f"{head}\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}; charset=utf-8\r\n\r\n"
-        f"{body}"
+        f"{head}\r\nMIME-Version: 1.0\r\nContent-Type: {content_type}; charset=utf-8\r\n\r\n{body}"
     ).encode()
 
 
@@ -77,10 +76,16 @@ def test_authentication_results_all_in_order_topmost_first() -> None:
 @pytest.mark.parametrize(
     ("subject", "sender", "buyer"),
     [
-        ("Inquiry from Amazon customer Max Mustermann (Order: 111-1111111-1111111)",
-         "Amazon <x@amazon.com>", "Max Mustermann"),
-        ("Anfrage von Amazon-Kunde Erika Muster (Bestellung: 302-1111111-1111111)",
-         "Amazon <x@amazon.de>", "Erika Muster"),
+        (
+            "Inquiry from Amazon customer Max Mustermann (Order: 111-1111111-1111111)",
+            "Amazon <x@amazon.com>",
+            "Max Mustermann",
+        ),
+        (
+            "Anfrage von Amazon-Kunde Erika Muster (Bestellung: 302-1111111-1111111)",
+            "Amazon <x@amazon.de>",
+            "Erika Muster",
+        ),
         ("Hello", '"Li Wei - Amazon Marketplace" <y@marketplace.amazon.co.uk>', "Li Wei"),
         ("Your order has shipped", "Amazon <x@amazon.com>", ""),
     ],
@@ -108,8 +113,10 @@ def test_marketplace(headers: str, body: str, marketplace: str) -> None:
 @pytest.mark.parametrize(
     ("text", "ids"),
     [
-        ("Order 111-2222222-3333333 and #404-5555555-6666666.", ("111-2222222-3333333",
-                                                                 "404-5555555-6666666")),
+        (
+            "Order 111-2222222-3333333 and #404-5555555-6666666.",
+            ("111-2222222-3333333", "404-5555555-6666666"),
+        ),
         ("twice 111-2222222-3333333 111-2222222-3333333", ("111-2222222-3333333",)),
         ("too long 1111-2222222-3333333 or 111-2222222-33333333", ()),
         ("phone 555-1234 and 12-1234567-1234567", ()),
@@ -238,3 +245,26 @@ def test_counts_from_headers() -> None:
 def test_long_body_is_capped() -> None:
     m = parse(mail("From: a@example.com", "word " * 100_000))
     assert 0 < len(m.text) <= 20_000
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        # An inner boundary that starts with the outer one must not cut the outer parts.
+        (b"--b\r\nContent-Type: multipart/alternative; boundary=\"b_2\"\r\n\r\n"
+         b"--b_2\r\nContent-Type: text/plain\r\n\r\ninner plain\r\n--b_2--\r\n--b--\r\n",
+         "inner plain"),
+        # No closing delimiter: what came is still read.
+        (b"--b\r\nContent-Type: text/plain\r\n\r\ncut short", "cut short"),
+        # Preamble and epilogue are not body text.
+        (b"preamble\r\n--b\r\nContent-Type: text/plain\r\n\r\nreal\r\n--b--\r\nepilogue\r\n",
+         "real"),
+        # A forwarded message's text is read through the message/rfc822 part.
+        (b"--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@example.com\r\nSubject: fwd\r\n"
+         b"\r\nforwarded words\r\n--b--\r\n", "forwarded words"),
+    ],
+)
+def test_multipart_structure(body: bytes, text: str) -> None:
+    raw = (b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + body)
+    assert parse(raw).text == text
