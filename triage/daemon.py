@@ -9,18 +9,17 @@ strictest providers' connection limits.
 A dropped connection (BYE, reset, timeout, server restart) is re-opened with
 exponential backoff and jitter; after ``LOGIN_FAILURES_TO_REPORT`` refused logins in
 a row the operator is told once. SIGTERM finishes the current batch, commits it and
-exits; an IDLE wait or a backoff sleep is cut short at once.
+exits at once, leaving an IDLE wait or a backoff sleep where it is.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import random
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -54,10 +53,6 @@ def _deliver_due(db: Database, settings: Settings, now: datetime) -> None:
     from triage import notify
 
     notify.deliver_due(db, settings, now)
-
-
-class _Stop(Exception):
-    """Raised by the SIGTERM handler to cut an IDLE wait or a backoff sleep short."""
 
 
 @dataclass
@@ -100,7 +95,9 @@ class Daemon:
         self.timing = timing or Timing()
         self.hook = hook
         self._stopping = threading.Event()
-        self._interruptible = False
+        # Held while a batch is being synced and committed: stopping waits for it.
+        self._busy = threading.Lock()
+        self._failure: BaseException | None = None
         self._login_failures = 0
         self._seen: dict[str, tuple[int, int]] = {}
 
@@ -131,23 +128,42 @@ class Daemon:
         return reports
 
     def run_forever(self) -> None:
-        """Until :meth:`stop` or SIGTERM: sync, IDLE, reconnect when the server goes away."""
-        attempt = 0
-        while not self.stopping:
-            try:
-                self._session()
-                attempt = 0
-            except _Stop:
-                break
-            except LoginError as exc:
-                self._login_failed(exc)
-                attempt += 1
-                self._sleep(self._backoff(attempt))
-            except (MailboxError, OSError) as exc:
-                log.warning("mailbox connection lost: %s; reconnecting", exc)
-                attempt += 1
-                self._sleep(self._backoff(attempt))
+        """Until :meth:`stop` or SIGTERM: sync, IDLE, reconnect when the server goes away.
+
+        The mailbox work runs in a worker thread; this one only waits for the stop.
+        Stopping waits for the batch in progress to commit, then abandons the worker
+        wherever it is waiting (IDLE, backoff), so no IDLE needs cutting short.
+        """
+        worker = threading.Thread(target=self._work, name="triage-sync", daemon=True)
+        worker.start()
+        while worker.is_alive() and not self._stopping.wait(1.0):
+            pass
+        self._stopping.set()
+        with self._busy:
+            pass
+        if self._failure is not None:
+            raise self._failure
         log.info("stopped")
+
+    def _work(self) -> None:
+        attempt = 0
+        try:
+            while not self.stopping:
+                try:
+                    self._session()
+                    attempt = 0
+                except LoginError as exc:
+                    self._login_failed(exc)
+                    attempt += 1
+                    self._sleep(self._backoff(attempt))
+                except (MailboxError, OSError) as exc:
+                    log.warning("mailbox connection lost: %s; reconnecting", exc)
+                    attempt += 1
+                    self._sleep(self._backoff(attempt))
+        except BaseException as exc:
+            # Anything else is a bug: stop the daemon and let the error show.
+            self._failure = exc
+            self._stopping.set()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -165,11 +181,14 @@ class Daemon:
             self._seen.clear()
             changed: Sequence[FolderLike] = folders
             while not self.stopping:
-                self._sync(syncer, changed)
-                self._deliver()
+                with self._busy:
+                    if self.stopping:
+                        break
+                    self._sync(syncer, changed)
+                    self._deliver()
+                woke = self._idle(mailbox, inbox, folders)
                 if self.stopping:
                     break
-                woke = self._idle(mailbox, inbox, folders)
                 changed = self._changed(mailbox, folders, inbox if woke else None)
         finally:
             _close(mailbox)
@@ -187,8 +206,7 @@ class Daemon:
         timeout = float(self.imap.idle_refresh_seconds)
         if len(folders) > 1:
             timeout = min(timeout, self.timing.poll_seconds)
-        with self._cut_short():
-            return bool(mailbox.idle(inbox.name, timeout))
+        return bool(mailbox.idle(inbox.name, timeout))
 
     def _changed(
         self, mailbox: DaemonMailbox, folders: Sequence[Any], woke: FolderLike | None
@@ -251,28 +269,11 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         log.info("retrying in %.1f s", seconds)
-        with contextlib.suppress(_Stop), self._cut_short():
-            self._stopping.wait(seconds)
-
-    # -- stopping ---------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _cut_short(self) -> Iterator[None]:
-        """While inside, a SIGTERM raises :class:`_Stop` instead of waiting for the wait."""
-        if self.stopping:
-            raise _Stop
-        self._interruptible = True
-        try:
-            yield
-        finally:
-            self._interruptible = False
+        self._stopping.wait(seconds)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("%s received: finishing the current batch", signal.Signals(signum).name)
         self._stopping.set()
-        if self._interruptible:
-            self._interruptible = False
-            raise _Stop
 
 
 def _inbox(folders: Sequence[Any]) -> Any:
