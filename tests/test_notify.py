@@ -91,7 +91,7 @@ def test_a_to_z_claim_is_pushed_with_order_deadline_and_link(tmp_path, db, http)
             "atoz-guarantee-no-reply@amazon.com",
             "Claim",
             "Please respond by November 28, 2025.",
-            "A-to-z claim on order 111-1234567-1234567: respond by Fri 28 Nov (6 days)",
+            "A-to-z claim on order 111-1234567-1234567: respond by Fri 28 Nov (5 days)",
         ),
         (
             "atoz-guarantee-no-reply@amazon.com",

@@ -40,20 +40,20 @@ TYPE_LABELS: dict[str, str] = {
 }
 SEVERITY_LABELS = {"critical": "Critical", "high": "High", "normal": "Normal", "low": "Low"}
 MAX_SUBJECT = 160
+WHITESPACE = re.compile(r"\s+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # CommonMark lets any ASCII punctuation be escaped with a backslash.
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 # When each digest schedule last ran and up to when it covered the mail.
-register_schema(
-    """
+SCHEMA = """
     CREATE TABLE IF NOT EXISTS digest_runs (
         name TEXT PRIMARY KEY,
         last_run_at TEXT NOT NULL,
         covered_until TEXT
     );
     """
-)
+register_schema(SCHEMA)
 
 
 # --- schedules -------------------------------------------------------------------------
@@ -268,7 +268,9 @@ class Document:
 
 def clean(text: str, limit: int = MAX_SUBJECT) -> str:
     """Mail text on one line: no control characters, no line breaks, bounded length."""
-    flat = " ".join(CONTROL.sub(" ", text).split())
+    # Runs of white space become one space; a leading or trailing one is kept, since
+    # inline parts are joined as they are.
+    flat = WHITESPACE.sub(" ", CONTROL.sub(" ", text))
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
@@ -288,7 +290,7 @@ def safe_url(url: str) -> str | None:
 
 
 def render_text(doc: Document) -> str:
-    lines = [clean(doc.title, 500), _inline_text(doc.intro), ""]
+    lines = [clean(doc.title, 500).strip(), _inline_text(doc.intro), ""]
     for section in doc.sections:
         lines.append(f"== {section.heading} ==")
         lines.extend(_inline_text(note) for note in section.notes)
@@ -322,9 +324,9 @@ def render_html(doc: Document) -> str:
     out = [
         "<!DOCTYPE html>",
         '<html><head><meta charset="utf-8">',
-        f"<title>{html.escape(clean(doc.title, 500))}</title></head>",
+        f"<title>{html.escape(clean(doc.title, 500).strip())}</title></head>",
         '<body style="font-family: sans-serif">',
-        f"<h1>{html.escape(clean(doc.title, 500))}</h1>",
+        f"<h1>{html.escape(clean(doc.title, 500).strip())}</h1>",
         f"<p>{_inline_html(doc.intro)}</p>",
     ]
     for section in doc.sections:
@@ -424,10 +426,11 @@ def day(moment: datetime, tz: ZoneInfo) -> str:
 def span(delta: timedelta) -> str:
     """``3 days``, ``5 hours``, ``40 minutes``: the largest unit that reads well."""
     seconds = max(0, int(delta.total_seconds()))
+    # Rounded down: a seller is better told too little time than too much.
     if seconds >= 2 * 86400:
-        return f"{round(seconds / 86400)} days"
+        return f"{seconds // 86400} days"
     if seconds >= 2 * 3600:
-        return f"{round(seconds / 3600)} hours"
+        return f"{seconds // 3600} hours"
     if seconds >= 3600:
         return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     return f"{seconds // 60} minutes"

@@ -101,8 +101,7 @@ HEADLINES: dict[str, str] = {
 # What must still be pushed about a message; grouped into one alert when sent.
 # ``notifications`` holds what to say; ``outbox`` one row per target (and part),
 # written before sending and marked sent only on success.
-register_schema(
-    """
+SCHEMA = """
     CREATE TABLE IF NOT EXISTS alert_queue (
         message_row INTEGER PRIMARY KEY,
         queued_at TEXT NOT NULL,
@@ -143,7 +142,19 @@ register_schema(
         value TEXT NOT NULL
     );
     """
-)
+register_schema(SCHEMA)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the notifier's tables on a database opened before this module was imported.
+
+    The sync imports this module lazily, so its ``Database`` may predate our
+    ``register_schema`` calls. ``executescript`` would commit the caller's
+    transaction, hence one statement at a time.
+    """
+    for ddl in (replyclock.SCHEMA, digests.SCHEMA, SCHEMA):
+        for statement in filter(str.strip, ddl.split(";")):
+            conn.execute(statement)
 
 
 # --- policy: rules.yaml's notify section ------------------------------------------------
@@ -422,6 +433,7 @@ def after_verdict(
     decided at delivery by rules.yaml's ``notify:`` section (and the verdict's own
     ``alert`` action). History mail is stored only: no per-message alert.
     """
+    ensure_schema(conn)
     row = conn.execute(
         "SELECT received_at, folder_role FROM messages WHERE id = ?", (row_id,)
     ).fetchone()
@@ -634,7 +646,7 @@ def queue(
             key,
             severity,
             json.dumps(list(tags)),
-            digests.clean(doc.title, 250),
+            digests.clean(doc.title, 250).strip(),
             render(doc, "text"),
             render(doc, "markdown"),
             render(doc, "html"),
@@ -665,6 +677,7 @@ def deliver_due(
     tz = timezone(settings)
     targets = load_targets(settings) if targets is None else targets
     with db.transaction() as conn:
+        ensure_schema(conn)
         compose_alerts(conn, policy, now, tz)
         queue_reminders(conn, policy, now, tz)
         watch_silence(conn, policy, now)

@@ -29,8 +29,7 @@ DEFAULT_REMINDERS: tuple[timedelta, ...] = (
 
 # One clock per buyer message. ``reminded_s`` is the smallest time-left threshold
 # (in seconds) already reminded, so a restart never repeats a reminder.
-register_schema(
-    """
+SCHEMA = """
     CREATE TABLE IF NOT EXISTS reply_clocks (
         id INTEGER PRIMARY KEY,
         message_row INTEGER NOT NULL UNIQUE,
@@ -48,7 +47,7 @@ register_schema(
     );
     CREATE INDEX IF NOT EXISTS reply_clocks_open ON reply_clocks (answered_at, due_at);
     """
-)
+register_schema(SCHEMA)
 
 
 @dataclass(frozen=True)

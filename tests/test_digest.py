@@ -1,0 +1,253 @@
+"""Digests: priority order, sections, escaping of hostile mail, rendering in a real browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import markdown
+import pytest
+from lxml import html as lxml_html
+from receivers import SmtpReceiver, record
+
+from triage import digest
+from triage.digest import DigestSchedule
+from triage.message import Message
+from triage.state import Database
+from triage.verdict import Action, Verdict
+
+NOW = datetime(2025, 11, 24, 8, 0, tzinfo=UTC)
+TZ = ZoneInfo("Europe/London")
+HOSTILE = [
+    "<script>alert(1)</script> Your account",
+    "</table></ul></section><h2>Fake section</h2>",
+    "[Verify now](http://evil.example/login) **urgent**",
+]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(tmp_path / "triage.db")
+    yield database
+    database.close()
+
+
+def mail(db: Database, subject: str, type_: str, severity: str, hours_ago: float = 1, **kw):
+    at = NOW - timedelta(hours=hours_ago)
+    verdict = Verdict(
+        type_,
+        severity,
+        0.9,
+        amazon=not kw.get("suspicious"),
+        suspicious=bool(kw.get("suspicious")),
+        actions=kw.get("actions", []),
+    )
+    message = Message(
+        subject=subject,
+        sender_address=kw.get("sender", "x@amazon.com"),
+        order_ids=tuple(kw.get("orders", ())),
+        links=tuple(kw.get("links", ())),
+        text=kw.get("text", ""),
+    )
+    return record(db, message, verdict, received_at=at, now=at)
+
+
+def filled(db: Database) -> None:
+    mail(db, "Stranded inventory", "inventory", "high", 3)
+    mail(db, "Payment on its way", "payment", "low", 2)
+    mail(db, "Return requested", "return", "normal", 2)
+    mail(
+        db,
+        "Claim received",
+        "claim",
+        "critical",
+        5,
+        orders=["111-1111111-1111111"],
+        links=["https://sellercentral.amazon.com/claims/1"],
+        text="respond by November 27, 2025",
+    )
+    mail(db, "Account at risk", "account_health", "critical", 1)
+    mail(db, "Negative feedback", "feedback", "high", 4)
+    mail(db, "Rescued notice", "order", "high", 2, actions=[Action("rescue", "INBOX")])
+    mail(db, "Ignored newsletter", "marketing", "low", 1, actions=[Action("ignore")])
+    for subject in HOSTILE:
+        mail(
+            db,
+            subject,
+            "account_health",
+            "critical",
+            1,
+            suspicious=True,
+            sender="evil@amaz0n.example",
+        )
+
+
+def document(db: Database) -> digest.Document:
+    built = digest.build_digest(db.conn, title="Digest", since=None, until=NOW)
+    return digest.to_document(built, TZ)
+
+
+def test_sections_come_in_priority_order_with_counts(db):
+    filled(db)
+    text = digest.render(document(db), "text")
+    headings = [line for line in text.splitlines() if line.startswith("== ")]
+    assert headings == [
+        "== Critical (2) ==",
+        "== High (3) ==",
+        "== Normal (1) ==",
+        "== Low (1) ==",
+        "== Rescued from spam (1) ==",
+        "== Suspected phishing (3) ==",
+        "== Open buyer messages (0) ==",
+        "== Reply rate within 24 hours ==",
+    ]
+    assert "Ignored newsletter" not in text
+    # Within a level: the one with a deadline first, then by time.
+    critical = text.split("== Critical (2) ==")[1].split("== High")[0]
+    assert critical.index("Claim received") < critical.index("Account at risk")
+    assert "respond by Thu 27 Nov (3 days)" in critical
+
+
+def test_phishing_is_only_ever_listed_as_suspected_phishing(db):
+    filled(db)
+    text = digest.render(document(db), "text")
+    genuine = text.split("== Suspected phishing")[0]
+    assert all("Fake section" not in part for part in genuine.split("\n"))
+    assert "Verify now" not in genuine
+
+
+@pytest.mark.parametrize("body_format", ["html", "markdown"])
+def test_hostile_subjects_cannot_inject_markup_or_links(db, body_format):
+    filled(db)
+    body = digest.render(document(db), body_format)
+    page = body if body_format == "html" else markdown.markdown(body)
+    tree = lxml_html.fromstring(page)
+    assert tree.xpath("//script") == []
+    assert [h.text_content() for h in tree.xpath("//h2")][-3:] == [
+        "Suspected phishing (3)",
+        "Open buyer messages (0)",
+        "Reply rate within 24 hours",
+    ]
+    hrefs = tree.xpath("//a/@href")
+    assert hrefs == ["https://sellercentral.amazon.com/claims/1"]
+    assert "evil.example" not in " ".join(hrefs)
+    assert "Fake section" in tree.text_content()  # shown as text, not as a heading
+
+
+def test_long_groups_are_trimmed_with_and_n_more(db):
+    for n in range(30):
+        mail(db, f"Listing {n}", "inventory", "low", 1 + n / 100)
+    built = digest.build_digest(db.conn, title="Digest", since=None, until=NOW)
+    text = digest.render(digest.to_document(built, TZ, max_items=10), "text")
+    assert text.count("Listing ") == 10
+    assert "- and 20 more" in text
+
+
+def test_long_chat_bodies_are_split_at_line_boundaries():
+    body = "".join(f"line {n:03d}\n" for n in range(300))
+    parts = digest.split_body(body, 1000)
+    assert all(len(p) <= 1000 for p in parts)
+    assert "".join(parts) == body
+    assert all(p.endswith("\n") for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "last", "expected"),
+    [
+        (DigestSchedule("h", every=timedelta(hours=1)), "2025-11-24T08:20", "2025-11-24T09:20"),
+        (DigestSchedule("d", at=time(8)), "2025-11-24T08:00", "2025-11-25T08:00"),
+        (DigestSchedule("d", at=time(8)), "2025-11-24T07:59", "2025-11-24T08:00"),
+        # 08:00 in London is 07:00 UTC in summer time.
+        (DigestSchedule("d", at=time(8)), "2025-06-01T12:00", "2025-06-02T07:00"),
+        (DigestSchedule("w", at=time(8), weekday=0), "2025-11-24T08:00", "2025-12-01T08:00"),
+    ],
+)
+def test_schedules_follow_the_sellers_time_zone(schedule, last, expected):
+    last_at = datetime.fromisoformat(last).replace(tzinfo=UTC)
+    assert schedule.next_after(last_at, TZ) == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_the_html_digest_renders_in_a_browser_in_priority_order(db, tmp_path):
+    filled(db)
+    page = tmp_path / "digest.html"
+    page.write_text(digest.render(document(db), "html"), encoding="utf-8")
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    dom = lxml_html.fromstring(result.stdout)
+    assert dom.xpath("//section/@id") == [
+        "critical",
+        "high",
+        "normal",
+        "low",
+        "rescued",
+        "phishing",
+        "open-buyer-messages",
+        "reply-rate",
+    ]
+    assert dom.xpath("//script") == []
+    assert len(dom.xpath("//section[@id='phishing']//li")) == 3
+
+
+def run_cli(tmp_path: Path, *args: str, urls: str = "") -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "TRIAGE_NOTIFY_URLS": urls,
+        "TRIAGE_STATE_DIR": str(tmp_path),
+        "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
+        "TRIAGE_TIMEZONE": "Europe/London",
+    }
+    (tmp_path / "rules.yaml").write_text("version: 1\n", encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "triage.cli", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_digest_preview_prints_and_sends_nothing_then_now_sends_once(db, tmp_path):
+    filled(db)
+    smtp = SmtpReceiver()
+    try:
+        preview = run_cli(tmp_path, "digest", "--preview", urls=smtp.url())
+        assert preview.returncode == 0, preview.stderr
+        assert "== Critical (2) ==" in preview.stdout
+        assert smtp.inbox == []
+        sent = run_cli(tmp_path, "digest", "--now", urls=smtp.url())
+        assert sent.returncode == 0, sent.stderr
+        again = run_cli(tmp_path, "digest", "--now", urls=smtp.url())
+        assert "Nothing new" in again.stdout
+    finally:
+        smtp.stop()
+    assert len(smtp.inbox) == 1
+    html_body = smtp.inbox[0].body("html")
+    assert "<script>" not in html_body and "Critical (2)" in html_body
