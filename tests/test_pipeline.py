@@ -275,6 +275,30 @@ def test_shipped_safety_nets(type_: str, model_says: str, subject: str, expected
     assert verdict.severity == expected
 
 
+@pytest.mark.parametrize(
+    ("model_says", "sender", "subject", "expected"),
+    [
+        ("order", "atoz-guarantee-no-reply", "Reclamo relativo alla Garanzia dalla A alla Z per "
+         "l'ordine 302-1234567-7654321", ("claim", "critical")),
+        ("inventory", "seller-notification", "Richiesta SAFE-T: servono ulteriori informazioni",
+         ("claim", "critical")),
+        ("order", "seller-performance", "Tu cuenta corre el riesgo de ser desactivada",
+         ("account_health", "critical")),
+        ("order", "seller-notification", "Ihr Konto ist gefährdet, deaktiviert zu werden",
+         ("account_health", "critical")),
+        ("marketing", "seller-news", "Webinar: how to avoid account suspension",
+         ("marketing", "low")),
+        ("order", "seller-notification", "Sold, ship now: 302-1234567-7654321", ("order", "high")),
+    ],
+)
+def test_shipped_rules_correct_a_mistyped_notice(model_says: str, sender: str, subject: str,
+                                                 expected: tuple[str, str]) -> None:
+    predicted = Prediction(model_says, "high")
+    pipe = Pipeline(StandInClassifier(default=predicted), load_rules(SHIPPED))
+    (verdict,) = pipe.decide([amazon(subject, local=sender)])
+    assert (verdict.type, verdict.severity) == expected
+
+
 def test_safety_nets_do_not_trust_look_alikes() -> None:
     pipe = Pipeline(StandInClassifier(default=Prediction("account_health", "high")),
                     load_rules(SHIPPED))
