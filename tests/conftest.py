@@ -20,19 +20,23 @@ IMAP_FIXTURES = {"dovecot", "dovecot_without_move", "dovecot_servers"}
 
 
 class DovecotServers:
-    """Dovecot servers of this session, one per set of removed capabilities."""
+    """Dovecot servers of this session, one per variant (see ``DovecotServer``)."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[tuple[str, ...], bool], dovecot_lib.DovecotServer] = {}
+        self._servers: dict[tuple[object, ...], dovecot_lib.DovecotServer] = {}
 
-    def account(self, without: Iterable[str] = (), tls: bool = False) -> dovecot_lib.Account:
-        """A fresh account on a server lacking ``without``; ``tls`` adds STARTTLS and IMAPS."""
+    def account(
+        self, without: Iterable[str] = (), tls: bool = False, special_use: bool = True
+    ) -> dovecot_lib.Account:
+        """A fresh account on a server lacking ``without``; ``tls`` adds STARTTLS and IMAPS;
+        ``special_use=False`` names the special folders without marking them."""
         if tls and not dovecot_lib.tls_available():
             pytest.skip("openssl is not installed: no certificate for a TLS server")
         caps = tuple(sorted(cap.upper() for cap in without))
-        if (caps, tls) not in self._servers:
-            self._servers[caps, tls] = dovecot_lib.DovecotServer(without_capabilities=caps, tls=tls)
-        server = self._servers[caps, tls]
+        key = (caps, tls, special_use)
+        if key not in self._servers:
+            self._servers[key] = dovecot_lib.DovecotServer(caps, tls=tls, special_use=special_use)
+        server = self._servers[key]
         # A previous test may have stopped it (a reconnect test that failed midway).
         server.start()
         return server.new_user()

@@ -64,14 +64,7 @@ userdb {{
 
 namespace inbox {{
   inbox = yes
-  mailbox Junk {{
-    special_use = \\Junk
-    auto = create
-  }}
-  mailbox Sent {{
-    special_use = \\Sent
-    auto = create
-  }}
+{mailboxes}
 }}
 
 service imap-login {{
@@ -92,6 +85,17 @@ service anvil {{
   }}
 }}
 """
+
+
+# The special folders every new account gets: (name, SPECIAL-USE flag or "").
+SPECIAL_USE_FOLDERS = (("Junk", "\\Junk"), ("Sent", "\\Sent"))
+# As on servers that do not mark them, where only the name tells (Yahoo, Exchange...).
+NAMED_FOLDERS = (("Bulk Mail", ""), ("Sent Items", ""))
+
+
+def _mailbox_block(name: str, special_use: str) -> str:
+    flag = f"    special_use = {special_use}\n" if special_use else ""
+    return f'  mailbox "{name}" {{\n{flag}    auto = create\n  }}'
 
 
 def available() -> bool:
@@ -234,13 +238,22 @@ def _appended_uid(response: bytes | str) -> int:
 class DovecotServer:
     """A Dovecot instance in the foreground, in its own temporary directory.
 
+    Every account has INBOX, Junk (SPECIAL-USE ``\\Junk``) and Sent (``\\Sent``);
+    with ``special_use=False`` it has "Bulk Mail" and "Sent Items" instead, unmarked.
+
     ``without_capabilities`` names capabilities the server must not announce
     (``("MOVE",)`` for the copy-and-expunge fallback); Dovecot still executes
     those commands, but a client that checks capabilities will not use them.
     """
 
-    def __init__(self, without_capabilities: Iterable[str] = (), tls: bool = False) -> None:
+    def __init__(
+        self,
+        without_capabilities: Iterable[str] = (),
+        tls: bool = False,
+        special_use: bool = True,
+    ) -> None:
         self.host = "127.0.0.1"
+        self.folders = SPECIAL_USE_FOLDERS if special_use else NAMED_FOLDERS
         self.port = free_port()
         self.tls = tls
         self.tls_port = free_port() if tls else 0
@@ -303,7 +316,7 @@ class DovecotServer:
     # -- accounts and storage ---------------------------------------------
 
     def new_user(self) -> Account:
-        """A fresh, empty account (INBOX, Junk and Sent appear at first login)."""
+        """A fresh, empty account (its folders appear at first login)."""
         number = next(self._users)
         if number > USERS:
             raise RuntimeError(f"all {USERS} test accounts of this server are used")
@@ -385,6 +398,7 @@ class DovecotServer:
             gid=gid,
             capability=self._capability_line,
             ssl=self._ssl_lines(),
+            mailboxes="\n".join(_mailbox_block(name, flag) for name, flag in self.folders),
         )
         (self.root / "dovecot.conf").write_text(text, encoding="utf-8")
 

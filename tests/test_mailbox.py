@@ -55,6 +55,13 @@ def test_roles_come_from_special_use_and_settings(dovecot: dovecot_lib.Account) 
     assert watched == ["INBOX", "Junk", "Sent", "Orders"]
 
 
+def test_roles_by_name_when_the_server_marks_nothing(dovecot_servers) -> None:
+    account = dovecot_servers.account(special_use=False)
+    with Mailbox(account.imap_settings()) as box:
+        found = roles(box.folders())
+    assert found == {"INBOX": "inbox", "Bulk Mail": "junk", "Sent Items": "sent"}
+
+
 def test_configured_junk_folder_wins_over_special_use(dovecot: dovecot_lib.Account) -> None:
     dovecot.create_folder("Spam")
     with Mailbox(dovecot.imap_settings(junk_folder="Spam")) as box:
@@ -262,6 +269,15 @@ def test_plain_expunge_never_erases_other_deleted_mail(dovecot_servers) -> None:
     assert len(account.uids("INBOX")) == 1
 
 
+def test_move_to_a_missing_folder_is_an_error_and_keeps_the_message(
+    dovecot: dovecot_lib.Account, mailbox: Mailbox
+) -> None:
+    uid = dovecot.append("Junk", message("Listing suppressed"))
+    with pytest.raises(MailboxError, match="Nowhere"):
+        mailbox.move("Junk", [uid], "Nowhere")
+    assert dovecot.uids("Junk") == [uid]
+
+
 def test_rescue_marks_not_junk_and_moves_to_inbox(
     dovecot: dovecot_lib.Account, mailbox: Mailbox
 ) -> None:
@@ -295,6 +311,23 @@ def test_idle_wakes_up_when_mail_arrives(dovecot: dovecot_lib.Account, mailbox: 
     finally:
         delivery.join()
     assert len(mailbox.uids_after("INBOX", 0)) == 1
+
+
+def test_idle_reports_mail_that_came_just_before_it(
+    dovecot: dovecot_lib.Account, mailbox: Mailbox
+) -> None:
+    mailbox.select("INBOX")
+    dovecot.append("INBOX", message("Arrived between sync and idle"))
+    assert mailbox.idle("INBOX", timeout=30) is True
+
+
+def test_idle_without_the_capability_polls(dovecot_servers) -> None:
+    account = dovecot_servers.account(without=("IDLE",))
+    with Mailbox(account.imap_settings()) as box:
+        box.select("INBOX")
+        account.append("INBOX", message("Polled"))
+        assert box.idle("INBOX", timeout=0.1) is True
+        assert box.idle("INBOX", timeout=0.1) is False
 
 
 def test_idle_times_out_quietly(mailbox: Mailbox) -> None:
@@ -376,6 +409,13 @@ def test_folders_command_wrong_password_is_one_line(dovecot: dovecot_lib.Account
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("triage:")]
     assert "refused the user name or password" in line
+
+
+def test_folders_command_without_a_mailbox_says_what_is_missing(tmp_path) -> None:
+    result = run_triage({}, tmp_path, "folders")
+    assert result.returncode == 2
+    assert "TRIAGE_IMAP_HOST" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # -- TLS ---------------------------------------------------------------------------

@@ -34,6 +34,8 @@ CONNECT_TIMEOUT = 20.0
 # Long enough for a slow server to answer a big FETCH, short enough that a dead
 # peer is noticed; IDLE waits are timed separately and are not bound by it.
 READ_TIMEOUT = 120.0
+# How often a server without IDLE is asked for news.
+POLL_SECONDS = 30.0
 # Upper bound of message bytes held in memory by one FETCH batch.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
@@ -549,17 +551,19 @@ class Mailbox:
         """Wait up to ``timeout`` seconds for the folder to change.
 
         True when the server announced new or expunged mail. Without IDLE the
-        folder is polled once at the end. MailboxError when the server says BYE or
+        folder is polled every ``POLL_SECONDS``. MailboxError when the server says BYE or
         the connection dies.
         """
         client = self._open_folder(folder)
         if not self._has("IDLE"):
-            time.sleep(max(0.0, timeout))
-            with self._wrap(f"cannot poll {folder!r}"):
-                _, responses = client.noop()
-            return _announces_mail(responses)
+            return self._poll(client, folder, timeout)
         deadline = time.monotonic() + timeout
         with self._wrap(f"lost the connection while waiting on {folder!r}"):
+            # Mail that came since the last command is not announced when IDLE
+            # starts (Dovecot tells only at its next check, up to 30 s later).
+            _, responses = client.noop()
+            if _announces_mail(responses):
+                return True
             while True:
                 client.idle()
                 seen = _idle_until(client, deadline)
@@ -572,6 +576,17 @@ class Mailbox:
                     return True
                 if time.monotonic() >= deadline:
                     return False
+
+    def _poll(self, client: IMAPClient, folder: str, timeout: float) -> bool:
+        """The IDLE stand-in: a NOOP every ``POLL_SECONDS`` until mail shows or time is up."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, POLL_SECONDS))
+            with self._wrap(f"cannot poll {folder!r}"):
+                _, responses = client.noop()
+            if _announces_mail(responses):
+                return True
+        return False
 
 
 def _idle_until(client: IMAPClient, deadline: float) -> list[Any]:
