@@ -370,6 +370,26 @@ def test_wrong_password_is_a_login_error_without_the_password(dovecot: dovecot_l
     assert dovecot.user in str(caught.value)
 
 
+class RefusesPlaintextLogin:
+    """A server that announces LOGINDISABLED, as most do on an unencrypted port."""
+
+    def __init__(self, host: str, **options: object) -> None:
+        self.host = host
+
+    def has_capability(self, capability: str) -> bool:
+        return capability == "LOGINDISABLED"
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_login_disabled_without_tls_says_to_use_tls() -> None:
+    settings = ImapSettings(host="imap.example.com", port=143, user="u", password="p", security="none")
+    with pytest.raises(MailboxError, match="TRIAGE_IMAP_SECURITY=starttls") as caught:
+        Mailbox(settings, client_factory=RefusesPlaintextLogin).connect()
+    assert not isinstance(caught.value, LoginError)
+
+
 def test_nothing_listening_is_a_mailbox_error() -> None:
     settings = ImapSettings(
         host="127.0.0.1", port=dovecot_lib.free_port(), user="u", password="p", security="none"

@@ -110,6 +110,14 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def _server_text(exc: BaseException) -> str:
+    """The server's words from an imaplib error, without the ``b'...'`` of its bytes."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    if text[:2] in ("b'", 'b"') and text[-1:] == text[1]:
+        text = text[2:-1]
+    return text
+
+
 def _plain_name(name: str, delimiter: str) -> str:
     """``INBOX.Junk`` -> ``junk``: the name as a seller would say it."""
     lowered = name.lower()
@@ -243,11 +251,18 @@ class Mailbox:
         where = f"{settings.host}:{settings.port}"
         with self._wrap(f"cannot connect to {where}"):
             client = self._open()
+            refuses_plain = client.has_capability("LOGINDISABLED")
+        if refuses_plain:
+            self._discard(client)
+            raise MailboxError(
+                f"{where} accepts no password over an unencrypted connection; "
+                "use TRIAGE_IMAP_SECURITY=starttls or tls"
+            )
         try:
             client.login(settings.user, settings.password)
         except imap_errors.LoginError as exc:
             self._discard(client)
-            reason = self._scrub(_text(exc.args[0]) if exc.args else "")
+            reason = self._scrub(_server_text(exc))
             raise LoginError(
                 f"{settings.user}@{where}: the server refused the user name or password ({reason})"
             ) from exc
