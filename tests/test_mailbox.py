@@ -384,7 +384,9 @@ class RefusesPlaintextLogin:
 
 
 def test_login_disabled_without_tls_says_to_use_tls() -> None:
-    settings = ImapSettings(host="imap.example.com", port=143, user="u", password="p", security="none")
+    settings = ImapSettings(
+        host="imap.example.com", port=143, user="u", password="p", security="none"
+    )
     with pytest.raises(MailboxError, match="TRIAGE_IMAP_SECURITY=starttls") as caught:
         Mailbox(settings, client_factory=RefusesPlaintextLogin).connect()
     assert not isinstance(caught.value, LoginError)
