@@ -252,6 +252,8 @@ class DovecotServer:
         tls: bool = False,
         special_use: bool = True,
     ) -> None:
+        if os.geteuid() != 0:
+            raise RuntimeError("the Dovecot test server must run as root (it switches users)")
         self.host = "127.0.0.1"
         self.folders = SPECIAL_USE_FOLDERS if special_use else NAMED_FOLDERS
         self.port = free_port()

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -173,6 +174,20 @@ def test_fetch_caps_the_bytes_of_a_big_message(dovecot: dovecot_lib.Account) -> 
     assert fetched[big].size >= 5 * 1024 * 1024
     assert fetched[big].truncated
     assert not fetched[small].truncated
+
+
+def test_fetch_memory_stays_bounded_by_the_cap(dovecot: dovecot_lib.Account) -> None:
+    cap = 64 * 1024
+    uids = [dovecot.append("INBOX", message(f"Report {n}", size=5 * 1024 * 1024)) for n in range(3)]
+    with Mailbox(dovecot.imap_settings(max_fetch_bytes=cap, fetch_batch=1)) as box:
+        tracemalloc.start()
+        try:
+            sizes = [len(fetched.raw) for fetched in box.fetch("INBOX", uids)]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert sizes == [cap, cap, cap]
+    assert peak < 1024 * 1024  # never a whole 5 MB message in memory
 
 
 def test_fetch_in_small_batches_keeps_uid_order_and_skips_gone_uids(

@@ -36,8 +36,9 @@ CONNECT_TIMEOUT = 20.0
 READ_TIMEOUT = 120.0
 # How often a server without IDLE is asked for news.
 POLL_SECONDS = 30.0
-# Upper bound of message bytes held in memory by one FETCH batch.
-MAX_BATCH_BYTES = 32 * 1024 * 1024
+# Upper bound of message bytes asked for by one FETCH batch (imaplib holds about
+# three times as much while it parses the answer).
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 ROLES = ("inbox", "junk", "sent", "extra", "other")
 
