@@ -115,6 +115,10 @@ class MemoryMailbox:
 
     rescue = move
 
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        box = self.folders[folder]
+        return {u: tuple(box[u].flags) for u in uids if u in box}
+
 
 # -- a stand-in pipeline and a notifier that writes in the sync's transaction ---------------
 
@@ -152,18 +156,53 @@ class OutboxNotifier:
         now: datetime,
     ) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS test_outbox (row_id INTEGER UNIQUE)")
+        conn.execute("CREATE TABLE IF NOT EXISTS test_clocks (row_id INTEGER, answered INTEGER)")
         if not history and any(a.kind == "alert" for a in verdict.actions):
             conn.execute("INSERT INTO test_outbox VALUES (?)", (row_id,))
+        if verdict.type == "buyer_message":
+            conn.execute("INSERT INTO test_clocks VALUES (?, 0)", (row_id,))
 
     def notify_operator(self, db: Database, text: str, now: datetime) -> None:
         self.operator.append(text)
 
+    def open_clock_rows(self, conn: sqlite3.Connection) -> list[ClockRow]:
+        try:
+            found = conn.execute(
+                "SELECT m.id, m.folder, m.uidvalidity, m.uid FROM test_clocks c "
+                "JOIN messages m ON m.id = c.row_id WHERE c.answered = 0"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [ClockRow(*row) for row in found]
 
-def outbox(db: Database) -> int:
+    def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        conn.executemany("UPDATE test_clocks SET answered = 1 WHERE row_id = ?",
+                         [(r,) for r in row_ids])
+
+
+@dataclass(frozen=True)
+class ClockRow:
+    message_row: int
+    folder: str
+    uidvalidity: int | None
+    uid: int | None
+
+
+def open_clocks(db: Database) -> int:
+    return count(db, "SELECT COUNT(*) FROM test_clocks WHERE answered = 0")
+
+
+def count(db: Database, sql: str) -> int:
     try:
-        return int(db.conn.execute("SELECT COUNT(*) FROM test_outbox").fetchone()[0])
+        return int(db.conn.execute(sql).fetchone()[0])
     except sqlite3.OperationalError:
         return 0
+
+
+def outbox(db: Database) -> int:
+    return count(db, "SELECT COUNT(*) FROM test_outbox")
 
 
 def rows(db: Database) -> list[sqlite3.Row]:
@@ -245,8 +284,9 @@ def test_rescue_moves_genuine_mail_and_leaves_phishing_in_junk(db: Database) -> 
     # The rescued mail reappears in INBOX with a new UID: recognised, not notified again.
     report = s.sync_folder(INBOX)
     assert report.duplicates == 1
+    # The row follows the message to where it now is.
     assert [(r["folder"], r["rescued"], r["suspicious"]) for r in rows(db)] == [
-        ("Junk", 1, 0),
+        ("INBOX", 1, 0),
         ("Junk", 0, 1),
     ]
     assert outbox(db) == 1
@@ -257,6 +297,18 @@ def test_flag_action_flags_the_message(db: Database) -> None:
     uid = box.append("INBOX", mail("buyer question", 1))
     syncer(db, box, notifier).sync_folder(INBOX)
     assert "\\Flagged" in box.folders["INBOX"][uid].flags
+
+
+def test_answered_flag_stops_the_reply_clock_even_after_a_rescue(db: Database) -> None:
+    box, notifier = MemoryMailbox(), OutboxNotifier()
+    box.append("INBOX", mail("buyer question", 1))
+    box.append("Junk", mail("buyer question", 2))
+    s = syncer(db, box, notifier)
+    s.sync_all([INBOX, JUNK, INBOX])
+    assert open_clocks(db) == 2
+    box.add_flags("INBOX", list(box.folders["INBOX"]), ["\\Answered"])
+    s.sync_all([INBOX, JUNK])
+    assert open_clocks(db) == 0
 
 
 def test_dry_run_prints_actions_and_changes_nothing(db: Database) -> None:

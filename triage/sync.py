@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 
 FLAGGED = "\\Flagged"
+ANSWERED = "\\Answered"
 SUMMARY_CHARS = 280
 BODY_PREFIX = 2048
 
@@ -86,6 +87,7 @@ class MailboxLike(Protocol):
     def uids_after(self, folder: str, last_uid: int, since: date | None) -> Sequence[int]: ...
     def fetch(self, folder: str, uids: Sequence[int]) -> Iterable[Any]: ...
     def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> Any: ...
+    def flags(self, folder: str, uids: Sequence[int]) -> dict[int, tuple[str, ...]]: ...
     def move(self, folder: str, uids: Sequence[int], dest: str) -> Any: ...
     def rescue(self, folder: str, uids: Sequence[int], dest: str) -> Any: ...
 
@@ -110,6 +112,15 @@ class Notifier(Protocol):
 
     def notify_operator(self, db: Database, text: str, now: datetime) -> None: ...
 
+    def open_clock_rows(self, conn: sqlite3.Connection) -> Sequence[Any]:
+        """Rows (``message_row``, ``folder``, ``uidvalidity``, ``uid``) awaiting a reply."""
+        ...
+
+    def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        ...
+
 
 class _NotifyModule:
     """Binds :mod:`triage.notify` lazily, so importing sync never imports Apprise."""
@@ -132,6 +143,18 @@ class _NotifyModule:
         from triage import notify
 
         notify.notify_operator(db, text, now)
+
+    def open_clock_rows(self, conn: sqlite3.Connection) -> Sequence[Any]:
+        from triage import notify
+
+        return notify.open_clock_rows(conn)
+
+    def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        from triage import notify
+
+        notify.mark_answered(conn, row_ids, now)
 
 
 def default_notifier() -> Notifier:
@@ -348,6 +371,7 @@ class Syncer:
             state = self._batch(folder, state, batch, report)
         if not self.dry_run:
             self._finish(state, report)
+            self._watch_answered(state)
         return report
 
     def sync_all(self, folders: Iterable[FolderLike]) -> list[SyncReport]:
@@ -384,7 +408,7 @@ class Syncer:
         now = self.clock()
         items = self._fetch(folder.name, uids, state, report)
         self._stage("fetched")
-        fresh = self._fresh(items, report)
+        fresh = self._fresh(folder, state, items, report)
         self._decide(folder, fresh)
         self._stage("decided")
         self._act(folder.name, fresh, report)
@@ -414,17 +438,33 @@ class Syncer:
         report.fetched += len(items)
         return items
 
-    def _fresh(self, items: list[_Item], report: SyncReport) -> list[_Item]:
+    def _fresh(
+        self, folder: FolderLike, state: FolderState, items: list[_Item], report: SyncReport
+    ) -> list[_Item]:
         """Items not yet recorded (nor repeated within the batch)."""
         known = _known(self.db.conn, self.account, (i.fingerprint for i in items))
-        fresh = []
+        fresh, moved = [], []
         for item in items:
             if item.fingerprint in known:
                 report.duplicates += 1
+                moved.append(item)
                 continue
             known.add(item.fingerprint)
             fresh.append(item)
+        if moved and not self.dry_run:
+            self._relocate(folder, state, moved)
         return fresh
+
+    def _relocate(self, folder: FolderLike, state: FolderState, items: list[_Item]) -> None:
+        """A known message seen at a new place (rescued, resynced): its row follows it,
+        so its flags can still be watched."""
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "UPDATE messages SET folder = ?, folder_role = ?, uidvalidity = ?, uid = ? "
+                "WHERE account = ? AND fingerprint = ?",
+                [(folder.name, folder.role, state.uidvalidity, i.uid, self.account, i.fingerprint)
+                 for i in items],
+            )
 
     def _decide(self, folder: FolderLike, items: list[_Item]) -> None:
         readable = [i for i in items if not i.message.error]
@@ -566,6 +606,18 @@ class Syncer:
             )
         if report.history:
             self.notifier.notify_operator(self.db, history_summary(self.db, state, report), now)
+
+    def _watch_answered(self, state: FolderState) -> None:
+        """Stop the reply clocks of buyer messages the seller answered (``\\Answered``)."""
+        rows = [r for r in self.notifier.open_clock_rows(self.db.conn)
+                if r.folder == state.folder and r.uidvalidity == state.uidvalidity and r.uid]
+        if not rows:
+            return
+        flags = self.mailbox.flags(state.folder, [r.uid for r in rows])
+        answered = [r.message_row for r in rows if ANSWERED in flags.get(r.uid, ())]
+        if answered:
+            with self.db.transaction() as conn:
+                self.notifier.mark_answered(conn, answered, self.clock())
 
     def _stage(self, stage: str) -> None:
         if self.hook is not None:
