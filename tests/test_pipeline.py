@@ -263,6 +263,10 @@ SAFETY_NETS = [
     ("policy", "high", "Your listing has been removed: B0ABCDEFGH", "critical"),
     ("policy", "high", "Notice: Policy Warning", "high"),
     ("marketing", "low", "Webinar: avoid account suspension", "low"),
+    ("feedback", "normal", "New 1-star feedback for order 302-1234567-7654321", "high"),
+    ("feedback", "normal", "Sie haben eine negative Bewertung erhalten", "high"),
+    ("feedback", "low", "New 5-star feedback for order 302-1234567-7654321", "low"),
+    ("feedback", "normal", "Outcome of your request to remove 1-star feedback", "normal"),
     ("buyer_message", "low", "Inquiry from Amazon customer Jane (Order: 302-1234567-7654321)",
      "high"),
 ]
