@@ -329,3 +329,56 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+# -- the real command ------------------------------------------------------------------------
+
+
+def triage(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "triage.cli", *args], env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def model_shipped() -> bool:
+    from triage.settings import default_model_dir
+
+    return (default_model_dir() / "triage-model.skops").exists()
+
+
+def test_run_without_a_mailbox_says_so_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_IMAP")}
+    result = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "run", "--once"],
+        env={**env, "TRIAGE_STATE_DIR": str(tmp_path)}, capture_output=True, timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.decode().strip().count("\n") == 0
+    assert "no mailbox configured" in result.stderr.decode()
+
+
+@pytest.mark.skipif(not model_shipped(), reason="no trained model in models/")
+def test_triage_run_once_then_daemon_then_sigterm(dovecot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env = {**dovecot.env(), "TRIAGE_STATE_DIR": str(tmp_path)}
+    for n in range(3):
+        dovecot.append("INBOX", mail("buyer question", n))
+    dovecot.append("Junk", mail("phish your account is on hold", 9))
+    once = triage("run", "--once", env=env)
+    _, err = once.communicate(timeout=120)
+    assert once.returncode == 0, err.decode()
+    assert rows(tmp_path / "triage.db") == 4
+    daemon = triage("run", env=env)
+    try:
+        assert wait_until(lambda: count(tmp_path / "triage.db",
+                                        "SELECT COUNT(*) FROM folders WHERE last_sync_at > ''")
+                          >= 3 and daemon.poll() is None, timeout=60)
+        dovecot.append("INBOX", uid_mail("buyer question"))
+        assert wait_until(lambda: rows(tmp_path / "triage.db") == 5, timeout=30)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=10) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.communicate()
+    assert len(dovecot.uids("Junk")) == 1
