@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="corpus folder (default: models/corpus)")
     p.add_argument("--out", help="where to write the model (default: models/)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    p.add_argument("--render", action="store_true", help="render the corpus families first")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("check-rules", help="validate a rules file")

@@ -34,7 +34,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -218,40 +218,87 @@ LAST = {
 }
 PRODUCTS = {
     "en": [
-        "Stainless Steel Water Bottle 750ml", "Bamboo Cutting Board Set of 3",
-        "Wireless Earbuds with Charging Case", "Yoga Mat Non-Slip 6mm", "LED Desk Lamp Dimmable",
-        "Kids Rain Jacket Navy Size 8", "Organic Matcha Green Tea Powder 100g",
-        "Silicone Baking Mats (2 Pack)", "USB-C Charging Cable 2m Braided",
-        "Cast Iron Skillet 10 inch", "Dog Chew Toy Rope Bundle", "Phone Case for iPhone 15",
-        "Memory Foam Pillow Queen", "Ceramic Coffee Mug 12oz Matte Black",
-        "Garden Hose Nozzle 8 Patterns", "Replacement Vacuum Filters 4-Pack",
-        "Scented Soy Candle Lavender", "Resistance Bands Set", "Leather Wallet RFID Blocking",
-        "Baby Teething Ring BPA Free", "Hiking Socks Merino 3 Pairs", "Acrylic Paint Set 24 Colours",
-        "Magnetic Knife Strip 16 inch", "Bike Phone Mount Aluminium", "Vitamin D3 Gummies 120ct",
+        "Stainless Steel Water Bottle 750ml",
+        "Bamboo Cutting Board Set of 3",
+        "Wireless Earbuds with Charging Case",
+        "Yoga Mat Non-Slip 6mm",
+        "LED Desk Lamp Dimmable",
+        "Kids Rain Jacket Navy Size 8",
+        "Organic Matcha Green Tea Powder 100g",
+        "Silicone Baking Mats (2 Pack)",
+        "USB-C Charging Cable 2m Braided",
+        "Cast Iron Skillet 10 inch",
+        "Dog Chew Toy Rope Bundle",
+        "Phone Case for iPhone 15",
+        "Memory Foam Pillow Queen",
+        "Ceramic Coffee Mug 12oz Matte Black",
+        "Garden Hose Nozzle 8 Patterns",
+        "Replacement Vacuum Filters 4-Pack",
+        "Scented Soy Candle Lavender",
+        "Resistance Bands Set",
+        "Leather Wallet RFID Blocking",
+        "Baby Teething Ring BPA Free",
+        "Hiking Socks Merino 3 Pairs",
+        "Acrylic Paint Set 24 Colours",
+        "Magnetic Knife Strip 16 inch",
+        "Bike Phone Mount Aluminium",
+        "Vitamin D3 Gummies 120ct",
     ],
     "de": [
-        "Edelstahl Trinkflasche 750 ml", "Bambus Schneidebrett 3er Set", "Kabellose Kopfhörer",
-        "Yogamatte rutschfest 6 mm", "LED Schreibtischlampe dimmbar", "Kinder Regenjacke Gr. 128",
-        "Silikon Backmatten 2er Pack", "USB-C Ladekabel 2 m", "Gusseisenpfanne 26 cm",
-        "Kaffeetasse Keramik schwarz", "Duftkerze Lavendel", "Fahrradhalterung Handy",
+        "Edelstahl Trinkflasche 750 ml",
+        "Bambus Schneidebrett 3er Set",
+        "Kabellose Kopfhörer",
+        "Yogamatte rutschfest 6 mm",
+        "LED Schreibtischlampe dimmbar",
+        "Kinder Regenjacke Gr. 128",
+        "Silikon Backmatten 2er Pack",
+        "USB-C Ladekabel 2 m",
+        "Gusseisenpfanne 26 cm",
+        "Kaffeetasse Keramik schwarz",
+        "Duftkerze Lavendel",
+        "Fahrradhalterung Handy",
     ],
     "fr": [
-        "Gourde en inox 750 ml", "Planche à découper en bambou", "Écouteurs sans fil",
-        "Tapis de yoga antidérapant", "Lampe de bureau LED", "Veste de pluie enfant 8 ans",
-        "Tapis de cuisson en silicone", "Câble USB-C 2 m", "Poêle en fonte 26 cm",
-        "Mug en céramique noir", "Bougie parfumée lavande", "Support vélo pour téléphone",
+        "Gourde en inox 750 ml",
+        "Planche à découper en bambou",
+        "Écouteurs sans fil",
+        "Tapis de yoga antidérapant",
+        "Lampe de bureau LED",
+        "Veste de pluie enfant 8 ans",
+        "Tapis de cuisson en silicone",
+        "Câble USB-C 2 m",
+        "Poêle en fonte 26 cm",
+        "Mug en céramique noir",
+        "Bougie parfumée lavande",
+        "Support vélo pour téléphone",
     ],
     "it": [
-        "Borraccia in acciaio 750 ml", "Tagliere in bambù set da 3", "Auricolari wireless",
-        "Tappetino yoga antiscivolo", "Lampada da scrivania LED", "Giacca antipioggia bambino",
-        "Tappetini da forno in silicone", "Cavo USB-C 2 m", "Padella in ghisa 26 cm",
-        "Tazza in ceramica nera", "Candela profumata lavanda", "Supporto bici per telefono",
+        "Borraccia in acciaio 750 ml",
+        "Tagliere in bambù set da 3",
+        "Auricolari wireless",
+        "Tappetino yoga antiscivolo",
+        "Lampada da scrivania LED",
+        "Giacca antipioggia bambino",
+        "Tappetini da forno in silicone",
+        "Cavo USB-C 2 m",
+        "Padella in ghisa 26 cm",
+        "Tazza in ceramica nera",
+        "Candela profumata lavanda",
+        "Supporto bici per telefono",
     ],
     "es": [
-        "Botella de acero inoxidable 750 ml", "Tabla de cortar de bambú", "Auriculares inalámbricos",
-        "Esterilla de yoga antideslizante", "Lámpara de escritorio LED", "Chubasquero infantil",
-        "Tapetes de silicona para hornear", "Cable USB-C 2 m", "Sartén de hierro fundido 26 cm",
-        "Taza de cerámica negra", "Vela aromática de lavanda", "Soporte de móvil para bicicleta",
+        "Botella de acero inoxidable 750 ml",
+        "Tabla de cortar de bambú",
+        "Auriculares inalámbricos",
+        "Esterilla de yoga antideslizante",
+        "Lámpara de escritorio LED",
+        "Chubasquero infantil",
+        "Tapetes de silicona para hornear",
+        "Cable USB-C 2 m",
+        "Sartén de hierro fundido 26 cm",
+        "Taza de cerámica negra",
+        "Vela aromática de lavanda",
+        "Soporte de móvil para bicicleta",
     ],
 }
 TLDS = {
@@ -262,8 +309,14 @@ TLDS = {
     "es": ["es", "es", "com.mx"],
 }
 CURRENCY = {
-    "com": "${:,.2f}", "co.uk": "£{:,.2f}", "ca": "CDN$ {:,.2f}", "com.au": "A${:,.2f}",
-    "in": "₹{:,.2f}", "ie": "€{:,.2f}", "sg": "S${:,.2f}", "com.mx": "MXN {:,.2f}",
+    "com": "${:,.2f}",
+    "co.uk": "£{:,.2f}",
+    "ca": "CDN$ {:,.2f}",
+    "com.au": "A${:,.2f}",
+    "in": "₹{:,.2f}",
+    "ie": "€{:,.2f}",
+    "sg": "S${:,.2f}",
+    "com.mx": "MXN {:,.2f}",
 }
 MONTHS = {
     "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
@@ -280,16 +333,66 @@ CARRIERS = {
     "it": ["Poste Italiane", "BRT", "GLS", "SDA", "DHL"],
     "es": ["Correos", "SEUR", "MRW", "GLS", "DHL"],
 }
-STORE_WORDS = (
-    "Oak Pine River Summit Bright Urban Cozy Nordic Blue Maple Golden Swift Happy Green "
-    "Coastal Iron Little Prime Pure Wild"
-).split()
-STORE_KINDS = "Goods Home Supply Trading Outlet Co. Essentials Gear Living Store Direct Brands".split()
-COMPANY_KINDS = "Ltd Inc. LLC GmbH Logistics Packaging Imports Textiles Manufacturing".split()
+STORE_WORDS = [
+    "Oak",
+    "Pine",
+    "River",
+    "Summit",
+    "Bright",
+    "Urban",
+    "Cozy",
+    "Nordic",
+    "Blue",
+    "Maple",
+    "Golden",
+    "Swift",
+    "Happy",
+    "Green",
+    "Coastal",
+    "Iron",
+    "Little",
+    "Prime",
+    "Pure",
+    "Wild",
+]
+STORE_KINDS = [
+    "Goods",
+    "Home",
+    "Supply",
+    "Trading",
+    "Outlet",
+    "Co.",
+    "Essentials",
+    "Gear",
+    "Living",
+    "Store",
+    "Direct",
+    "Brands",
+]
+COMPANY_KINDS = [
+    "Ltd",
+    "Inc.",
+    "LLC",
+    "GmbH",
+    "Logistics",
+    "Packaging",
+    "Imports",
+    "Textiles",
+    "Manufacturing",
+]
 SC_PATHS = (
-    "performance/dashboard", "messaging/inbox", "orders-v3/order/{order_id}", "gp/returns/list",
-    "claims/a-to-z", "feedback-manager/index.html", "payments/dashboard", "inventory",
-    "fba/inbound-queue", "help/hub/reference", "performance/account/health", "myinventory/",
+    "performance/dashboard",
+    "messaging/inbox",
+    "orders-v3/order/{order_id}",
+    "gp/returns/list",
+    "claims/a-to-z",
+    "feedback-manager/index.html",
+    "payments/dashboard",
+    "inventory",
+    "fba/inbound-queue",
+    "help/hub/reference",
+    "performance/account/health",
+    "myinventory/",
 )
 
 
@@ -300,7 +403,9 @@ def _date(rnd: random.Random, when: datetime, lang: str, tld: str) -> str:
         return when.strftime("%-d %B %Y")
     month = MONTHS[lang].split()[when.month - 1]
     if lang == "de":
-        return f"{when.day}. {month} {when.year}" if rnd.random() < 0.7 else when.strftime("%d.%m.%Y")
+        return (
+            f"{when.day}. {month} {when.year}" if rnd.random() < 0.7 else when.strftime("%d.%m.%Y")
+        )
     if lang == "es":
         return f"{when.day} de {month} de {when.year}"
     return f"{when.day} {month} {when.year}"
@@ -315,11 +420,15 @@ def _amount(rnd: random.Random, tld: str) -> str:
 
 
 def _order_id(rnd: random.Random) -> str:
-    return f"{rnd.choice('1234')}{rnd.randint(0, 99):02d}-{rnd.randint(0, 9999999):07d}-" \
+    return (
+        f"{rnd.choice('1234')}{rnd.randint(0, 99):02d}-{rnd.randint(0, 9999999):07d}-"
         f"{rnd.randint(0, 9999999):07d}"
+    )
 
 
-def _alnum(rnd: random.Random, size: int, alphabet: str = string.ascii_uppercase + string.digits) -> str:
+def _alnum(
+    rnd: random.Random, size: int, alphabet: str = string.ascii_uppercase + string.digits
+) -> str:
     return "".join(rnd.choice(alphabet) for _ in range(size))
 
 
@@ -362,8 +471,13 @@ def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]
         "days": str(days),
         "rate": f"{rate}%",
         "target": rnd.choice(["1%", "2.5%", "4%", "< 1%", "95%"]),
-        "tracking": rnd.choice(["1Z" + _alnum(rnd, 16), _alnum(rnd, 2) + str(rnd.randint(10**8, 10**9))
-                                + "GB", str(rnd.randint(10**11, 10**12))]),
+        "tracking": rnd.choice(
+            [
+                "1Z" + _alnum(rnd, 16),
+                _alnum(rnd, 2) + str(rnd.randint(10**8, 10**9)) + "GB",
+                str(rnd.randint(10**11, 10**12)),
+            ]
+        ),
         "carrier": rnd.choice(CARRIERS[lang]),
         "quantity": str(rnd.choice([1, 1, 2, 3, 5, 12, 24, 48, 150, 320])),
         "stars": str(rnd.randint(1, 5)),
@@ -437,7 +551,8 @@ def _paragraph_html(par: str) -> str:
         rows = "".join(
             f'<tr><td style="color:#565959;padding:4px 12px 4px 0">{html.escape(m.group(1))}</td>'
             f"<td><b>{html.escape(m.group(2))}</b></td></tr>"
-            for m in (FIELD_LINE.match(line) for line in lines) if m
+            for m in (FIELD_LINE.match(line) for line in lines)
+            if m
         )
         return f'<table cellpadding="0" cellspacing="0" style="margin:8px 0">{rows}</table>'
     if len(lines) == 1 and (m := URL_LINE.match(lines[0])):
@@ -458,17 +573,16 @@ def render_html(body: str, subject: str, footer: str, rnd: random.Random, brande
     header = (
         f'<tr><td style="background:{bar};color:{ink};padding:12px 20px;font-size:18px">'
         f"<b>amazon</b> {rnd.choice(['seller central', 'services', ''])}</td></tr>"
-        if branded else ""
+        if branded
+        else ""
     )
-    title = f"<h2 style=\"font-size:17px\">{html.escape(subject)}</h2>" if rnd.random() < 0.4 else ""
-    foot = "".join(
-        f"<p>{html.escape(line)}</p>" for line in footer.splitlines() if line.strip()
-    )
+    title = f'<h2 style="font-size:17px">{html.escape(subject)}</h2>' if rnd.random() < 0.4 else ""
+    foot = "".join(f"<p>{html.escape(line)}</p>" for line in footer.splitlines() if line.strip())
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
         '<body style="font-family:Arial,sans-serif;font-size:14px;color:#0f1111">'
         '<table width="100%" cellpadding="0" cellspacing="0" style="max-width:640px">'
-        f"{header}<tr><td style=\"padding:16px 20px\">{title}\n{paragraphs}</td></tr>"
+        f'{header}<tr><td style="padding:16px 20px">{title}\n{paragraphs}</td></tr>'
         f'<tr><td style="padding:12px 20px;font-size:11px;color:#565959">{foot}</td></tr>'
         "</table></body></html>"
     )
@@ -480,7 +594,7 @@ def render_text(body: str, footer: str) -> str:
 
 # --- rendering mail ---------------------------------------------------------------
 
-BASE_DATE = datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc)
+BASE_DATE = datetime(2024, 1, 1, 8, 0, tzinfo=UTC)
 
 
 def _seed(family: str) -> int:
@@ -529,7 +643,9 @@ def render_mail(family: Family, index: int, rnd: random.Random) -> bytes:
     """One raw RFC 5322 message of ``family``."""
     sent = BASE_DATE + timedelta(days=rnd.randint(0, 500), seconds=rnd.randint(0, 86399))
     values = slot_values(rnd, family.lang, sent)
-    name, address = _sender(fill(rnd.choice(family.senders), values, rnd), family.genuine, values["tld"])
+    name, address = _sender(
+        fill(rnd.choice(family.senders), values, rnd), family.genuine, values["tld"]
+    )
     domain = address.rpartition("@")[2].lower()
     amazon = taxonomy.is_amazon_domain(domain)
     subject = " ".join(fill(rnd.choice(family.subjects), values, rnd).split())
@@ -603,7 +719,9 @@ def read_labels(corpus_dir: Path) -> list[LabelledMail]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m triage.corpus", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m triage.corpus", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--corpus", type=Path, default=default_corpus_dir(), help="corpus folder")
     args = parser.parse_args(argv)
     try:

@@ -48,19 +48,38 @@ CARD_FILE = "README.md"
 FORMAT_VERSION = 1
 BODY_CAP = 2500  # the opening of a mail says what it is about; the rest is footers
 CHAR_CAP = 700  # char n-grams are the costly part of predicting
+MIN_FAMILIES = 3
+MAX_TERMS = 40_000  # per feature block; keeps predicting fast and the file small
+VOCABULARY_SAMPLE = 8  # mails per family read to build the vocabulary
+C_TYPE = 5.0
+C_CELL = 5.0
 CRITICAL_THRESHOLDS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
 CRITICAL_RECALL_GOAL = 0.98
 # The only types a model file may contain; anything else is refused before loading.
-TRUSTED_TYPES = frozenset({
-    "builtins.dict", "builtins.list", "builtins.str", "builtins.int", "builtins.float",
-    "builtins.tuple", "builtins.bool", "builtins.NoneType",
-    "numpy.dtype", "numpy.ndarray", "numpy.float64", "numpy.int64", "numpy.int32",
-    "numpy.str_", "numpy.core.multiarray._reconstruct",
-    "scipy.sparse._csr.csr_matrix", "scipy.sparse._csr.csr_array",
-    "sklearn.feature_extraction.text.TfidfVectorizer",
-    "sklearn.feature_extraction.text.TfidfTransformer",
-    "sklearn.linear_model._logistic.LogisticRegression",
-})
+TRUSTED_TYPES = frozenset(
+    {
+        "builtins.dict",
+        "builtins.list",
+        "builtins.str",
+        "builtins.int",
+        "builtins.float",
+        "builtins.tuple",
+        "builtins.bool",
+        "builtins.NoneType",
+        "numpy.dtype",
+        "numpy.ndarray",
+        "numpy.float64",
+        "numpy.int64",
+        "numpy.int32",
+        "numpy.str_",
+        "numpy.core.multiarray._reconstruct",
+        "scipy.sparse._csr.csr_matrix",
+        "scipy.sparse._csr.csr_array",
+        "sklearn.feature_extraction.text.TfidfVectorizer",
+        "sklearn.feature_extraction.text.TfidfTransformer",
+        "sklearn.linear_model._logistic.LogisticRegression",
+    }
+)
 TAG = re.compile(r"<[^>]+>")
 STYLE = re.compile(r"<(style|script|head)\b.*?</\1>", re.S | re.I)
 DIGIT = re.compile(r"\d")
@@ -104,10 +123,10 @@ def sender_tokens(message: Message) -> str:
 
 def _vectorizers() -> dict[str, TfidfVectorizer]:
     return {
-        "word": TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
-                                max_features=150_000, dtype=np.float32),
-        "char": TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=3,
-                                sublinear_tf=True, max_features=150_000, dtype=np.float32),
+        "word": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
+        "char": TfidfVectorizer(
+            analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, dtype=np.float32
+        ),
         "meta": TfidfVectorizer(token_pattern=r"\S+", lowercase=True, dtype=np.float32),
     }
 
@@ -130,6 +149,30 @@ def _features(vectorizers: dict[str, Any], messages: Sequence[Message], fit: boo
     return sp.hstack(blocks, format="csr")
 
 
+def shared_vocabulary(
+    vec: TfidfVectorizer, docs: Sequence[str], families: Sequence[str]
+) -> list[str]:
+    """Terms used by at least MIN_FAMILIES families.
+
+    A term only one template family uses teaches that family's wording, not the kind of
+    mail; dropping such terms is what lets the model read wording it has never seen.
+    """
+    analyze = vec.build_analyzer()
+    per_family: dict[str, list[str]] = {}
+    for doc, family in zip(docs, families, strict=True):
+        sample = per_family.setdefault(family, [])
+        if len(sample) < VOCABULARY_SAMPLE:
+            sample.append(doc)
+    seen: Counter[str] = Counter()
+    for sample in per_family.values():
+        seen.update({term for doc in sample for term in analyze(doc)})
+    common = sorted(
+        (term for term, n in seen.items() if n >= MIN_FAMILIES),
+        key=lambda term: (-seen[term], term),
+    )
+    return sorted(common[:MAX_TERMS])
+
+
 def _cell(kind: str, severity: str) -> str:
     return f"{kind}/{severity}"
 
@@ -145,19 +188,29 @@ class _Fitted:
     critical_threshold: float
 
     @classmethod
-    def fit(cls, messages: Sequence[Message], types: Sequence[str], severities: Sequence[str],
-            critical_threshold: float) -> _Fitted:
+    def fit(
+        cls,
+        messages: Sequence[Message],
+        types: Sequence[str],
+        severities: Sequence[str],
+        families: Sequence[str],
+        critical_threshold: float,
+    ) -> _Fitted:
         vectorizers: dict[str, Any] = _vectorizers()
-        features = _features(vectorizers, messages, fit=True)
-        for vec in vectorizers.values():
-            # the pruned terms are kept only for introspection and would bloat the file
-            vec.stop_words_ = None
-        type_model = LogisticRegression(C=20.0, max_iter=300).fit(features, types)
+        columns = _columns(messages)
+        for name, vec in vectorizers.items():
+            vec.vocabulary = shared_vocabulary(vec, columns[name], families)
+        features = sp.hstack(
+            [vec.fit_transform(columns[name]) for name, vec in vectorizers.items()], format="csr"
+        )
+        type_model = LogisticRegression(C=C_TYPE, max_iter=500).fit(features, types)
         cells = [_cell(t, s) for t, s in zip(types, severities, strict=True)]
-        cell_model = LogisticRegression(C=20.0, max_iter=300).fit(features, cells)
+        cell_model = LogisticRegression(C=C_CELL, max_iter=500).fit(features, cells)
         return cls(vectorizers, type_model, cell_model, critical_threshold)
 
-    def scores(self, messages: Sequence[Message]) -> tuple[list[str], list[float], list[dict[str, float]]]:
+    def scores(
+        self, messages: Sequence[Message]
+    ) -> tuple[list[str], list[float], list[dict[str, float]]]:
         """Predicted types, their probabilities, and per type the severity probabilities."""
         features = _features(self.vectorizers, messages, fit=False)
         type_proba = self.type_model.predict_proba(features)
@@ -168,7 +221,9 @@ class _Fitted:
         for row, cells in zip(type_proba, cell_proba, strict=True):
             best = int(np.argmax(row))
             kind = type_names[best]
-            within = {sev: float(p) for (k, sev), p in zip(cell_names, cells, strict=True) if k == kind}
+            within = {
+                sev: float(p) for (k, sev), p in zip(cell_names, cells, strict=True) if k == kind
+            }
             total = sum(within.values()) or 1.0
             kinds.append(kind)
             confidences.append(float(row[best]))
@@ -339,8 +394,9 @@ def read_corpus(corpus_dir: Path) -> _Corpus:
     )
 
 
-def _scores(true_t: Sequence[str], pred_t: Sequence[str], true_s: Sequence[str],
-            pred_s: Sequence[str]) -> Scores:
+def _scores(
+    true_t: Sequence[str], pred_t: Sequence[str], true_s: Sequence[str], pred_s: Sequence[str]
+) -> Scores:
     labels = sorted(set(true_t))
     f1 = f1_score(true_t, pred_t, labels=labels, average=None, zero_division=0)
     crit_true = np.array([s == "critical" for s in true_s])
@@ -371,6 +427,7 @@ def _held_out(corpus: _Corpus, folds: int) -> tuple[list[str], list[float], list
             [corpus.messages[i] for i in train_idx],
             [corpus.types[i] for i in train_idx],
             [corpus.severities[i] for i in train_idx],
+            [corpus.families[i] for i in train_idx],
             critical_threshold=0.5,
         )
         k, c, p = fitted.scores([corpus.messages[i] for i in test_idx])
@@ -380,14 +437,21 @@ def _held_out(corpus: _Corpus, folds: int) -> tuple[list[str], list[float], list
     return kinds, confs, probas
 
 
-def _tradeoff(corpus: _Corpus, kinds: list[str], probas: list[dict[str, float]]) -> list[dict[str, float]]:
+def _tradeoff(
+    corpus: _Corpus, kinds: list[str], probas: list[dict[str, float]]
+) -> list[dict[str, float]]:
     rows = []
     for threshold in CRITICAL_THRESHOLDS:
         sev = [choose_severity(k, p, threshold) for k, p in zip(kinds, probas, strict=True)]
         s = _scores(corpus.types, kinds, corpus.severities, sev)
-        rows.append({"threshold": threshold, "critical_recall": s.critical_recall,
-                     "critical_precision": s.critical_precision,
-                     "severity_accuracy": s.severity_accuracy})
+        rows.append(
+            {
+                "threshold": threshold,
+                "critical_recall": s.critical_recall,
+                "critical_precision": s.critical_precision,
+                "severity_accuracy": s.severity_accuracy,
+            }
+        )
     return rows
 
 
@@ -413,8 +477,13 @@ def _counts(corpus: _Corpus) -> dict[str, dict[str, int]]:
         "type": dict(sorted(Counter(corpus.types).items())),
         "cell": dict(sorted(Counter(map(_cell, corpus.types, corpus.severities)).items())),
         "lang": dict(sorted(Counter(corpus.langs).items())),
-        "families_per_lang": dict(sorted(Counter(
-            lang for lang, _ in set(zip(corpus.langs, corpus.families, strict=True))).items())),
+        "families_per_lang": dict(
+            sorted(
+                Counter(
+                    lang for lang, _ in set(zip(corpus.langs, corpus.families, strict=True))
+                ).items()
+            )
+        ),
     }
 
 
@@ -426,8 +495,12 @@ def evaluate(corpus: _Corpus, folds: int) -> TrainReport:
     by_lang = {}
     for lang in sorted(set(corpus.langs)):
         idx = [i for i, value in enumerate(corpus.langs) if value == lang]
-        by_lang[lang] = _scores([corpus.types[i] for i in idx], [kinds[i] for i in idx],
-                                [corpus.severities[i] for i in idx], [sev[i] for i in idx])
+        by_lang[lang] = _scores(
+            [corpus.types[i] for i in idx],
+            [kinds[i] for i in idx],
+            [corpus.severities[i] for i in idx],
+            [sev[i] for i in idx],
+        )
     return TrainReport(
         mails=len(corpus.messages),
         families=len(set(corpus.families)),
@@ -451,7 +524,9 @@ def train(corpus_dir: Path, out_dir: Path, folds: int = 5) -> TrainReport:
         raise ModelError(f"need at least {folds} families for {folds} folds, found {families}")
     report = evaluate(corpus, folds)
     evaluated = time.perf_counter()
-    fitted = _Fitted.fit(corpus.messages, corpus.types, corpus.severities, report.critical_threshold)
+    fitted = _Fitted.fit(
+        corpus.messages, corpus.types, corpus.severities, corpus.families, report.critical_threshold
+    )
     out_dir = Path(out_dir)
     save(fitted, out_dir / MODEL_FILE)
     report.seconds = {
@@ -470,10 +545,15 @@ def _metadata(report: TrainReport, digest: str) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {"scikit-learn": sklearn.__version__, "skops": skops.__version__,
-                     "numpy": np.__version__},
-        "labels": {"types": list(taxonomy.TYPES),
-                   "severities": {k: list(v) for k, v in taxonomy.ALLOWED_SEVERITIES.items()}},
+        "versions": {
+            "scikit-learn": sklearn.__version__,
+            "skops": skops.__version__,
+            "numpy": np.__version__,
+        },
+        "labels": {
+            "types": list(taxonomy.TYPES),
+            "severities": {k: list(v) for k, v in taxonomy.ALLOWED_SEVERITIES.items()},
+        },
         "corpus_sha256": digest,
         "features": {"body_cap": BODY_CAP, "char_cap": CHAR_CAP},
         **asdict(report),
@@ -490,8 +570,10 @@ def format_report(report: TrainReport) -> str:
         "per type F1: " + "  ".join(f"{k} {v:.3f}" for k, v in o.type_f1.items()),
     ]
     for lang, s in report.by_lang.items():
-        lines.append(f"  {lang}: {s.mails} mails  type macro-F1 {s.type_macro_f1:.3f}  severity "
-                     f"{s.severity_accuracy:.3f}  critical recall {s.critical_recall:.3f}")
+        lines.append(
+            f"  {lang}: {s.mails} mails  type macro-F1 {s.type_macro_f1:.3f}  severity "
+            f"{s.severity_accuracy:.3f}  critical recall {s.critical_recall:.3f}"
+        )
     lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in report.seconds.items()))
     return "\n".join(lines)
 
@@ -524,31 +606,66 @@ def model_card(meta: dict[str, Any]) -> str:
     o, counts = meta["overall"], meta["counts"]
     langs = meta["by_lang"]
     lang_rows = [
-        (lang, s["mails"], counts["families_per_lang"].get(lang, 0), f"{s['type_macro_f1']:.3f}",
-         f"{s['severity_accuracy']:.3f}", f"{s['critical_recall']:.3f} ({s['criticals']})")
+        (
+            lang,
+            s["mails"],
+            counts["families_per_lang"].get(lang, 0),
+            f"{s['type_macro_f1']:.3f}",
+            f"{s['severity_accuracy']:.3f}",
+            f"{s['critical_recall']:.3f} ({s['criticals']})",
+        )
         for lang, s in langs.items()
     ]
-    type_rows = [(t, counts["type"].get(t, 0), f"{o['type_f1'].get(t, 0):.3f}") for t in taxonomy.TYPES]
+    type_rows = [
+        (t, counts["type"].get(t, 0), f"{o['type_f1'].get(t, 0):.3f}") for t in taxonomy.TYPES
+    ]
     cell_rows = list(counts["cell"].items())
-    trade_rows = [(r["threshold"], f"{r['critical_recall']:.3f}", f"{r['critical_precision']:.3f}",
-                   f"{r['severity_accuracy']:.3f}") for r in meta["threshold_tradeoff"]]
+    trade_rows = [
+        (
+            r["threshold"],
+            f"{r['critical_recall']:.3f}",
+            f"{r['critical_precision']:.3f}",
+            f"{r['severity_accuracy']:.3f}",
+        )
+        for r in meta["threshold_tradeoff"]
+    ]
     confusion_rows = [(c["true"], c["predicted"], c["mails"]) for c in meta["confusions"]]
     v = meta["versions"]
     return CARD.format(
-        mails=meta["mails"], families=meta["families"], folds=meta["folds"],
-        trained_at=meta["trained_at"], digest=meta["corpus_sha256"][:16],
-        macro=o["type_macro_f1"], sev=o["severity_accuracy"], crec=o["critical_recall"],
-        cprec=o["critical_precision"], threshold=meta["critical_threshold"],
-        lang_table=_table(("lang", "mails", "families", "type macro-F1", "severity exact",
-                           "critical recall (criticals)"), lang_rows),
+        mails=meta["mails"],
+        families=meta["families"],
+        folds=meta["folds"],
+        trained_at=meta["trained_at"],
+        digest=meta["corpus_sha256"][:16],
+        macro=o["type_macro_f1"],
+        sev=o["severity_accuracy"],
+        crec=o["critical_recall"],
+        cprec=o["critical_precision"],
+        threshold=meta["critical_threshold"],
+        lang_table=_table(
+            (
+                "lang",
+                "mails",
+                "families",
+                "type macro-F1",
+                "severity exact",
+                "critical recall (criticals)",
+            ),
+            lang_rows,
+        ),
         type_table=_table(("type", "mails", "held-out F1"), type_rows),
         cell_table=_table(("type/severity", "mails"), cell_rows),
-        trade_table=_table(("threshold", "critical recall", "critical precision",
-                            "severity exact"), trade_rows),
+        trade_table=_table(
+            ("threshold", "critical recall", "critical precision", "severity exact"), trade_rows
+        ),
         confusion_table=_table(("true", "predicted", "mails"), confusion_rows),
         seconds=", ".join(f"{k} {s} s" for k, s in meta["seconds"].items()),
-        sklearn=v["scikit-learn"], skops=v["skops"], numpy=v["numpy"],
-        body_cap=BODY_CAP, char_cap=CHAR_CAP, goal=CRITICAL_RECALL_GOAL,
+        sklearn=v["scikit-learn"],
+        skops=v["skops"],
+        numpy=v["numpy"],
+        body_cap=BODY_CAP,
+        char_cap=CHAR_CAP,
+        goal=CRITICAL_RECALL_GOAL,
     )
 
 

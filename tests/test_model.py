@@ -1,0 +1,307 @@
+"""The shipped classifier, training on a tiny corpus, and refusing bad model files."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from triage import corpus, model, taxonomy
+from triage.errors import ModelError, TriageError
+from triage.message import parse
+from triage.settings import PROJECT_ROOT
+
+PACKAGE_NOTICES = Path(__file__).parent / "corpora" / "package-notices"
+
+
+def mail(sender: str, subject: str, body: str, headers: dict[str, str] | None = None) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "shop@example.com"
+    msg["Subject"] = subject
+    for key, value in (headers or {}).items():
+        msg[key] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+# Hand-written, in wording that no family uses.
+UNSEEN = [
+    pytest.param(
+        mail(
+            '"Wendy Park - Amazon Marketplace" <q8w7e6r5t4y3u2i@marketplace.amazon.com>',
+            "Question about my order 112-9988776-5544332",
+            "Hi there, I bought the garden kneeler last Tuesday and the website still says "
+            "preparing for shipment. Any idea when it goes out? I need it for the weekend.\n"
+            "Cheers, Wendy",
+        ),
+        "buyer_message",
+        id="buyer_message",
+    ),
+    pytest.param(
+        mail(
+            "Amazon <seller-notification@amazon.com>",
+            "Sold, ship now: Enamel camping mug",
+            "Congratulations, you sold an item. Order ID: 113-2233445-6677889. "
+            "Quantity: 2. Please ship the order as soon as possible.",
+        ),
+        "order",
+        id="order",
+    ),
+    pytest.param(
+        mail(
+            "Amazon <atoz-guarantee-no-reply@amazon.com>",
+            "A-to-z Guarantee claim filed on order 114-1234567-7654321",
+            "The buyer opened an A-to-z Guarantee claim because the parcel did not arrive. "
+            "Please respond to the claim within 3 days with tracking details.",
+        ),
+        "claim",
+        id="claim",
+    ),
+    pytest.param(
+        mail(
+            "Seller Performance <seller-performance@amazon.com>",
+            "Your selling privileges have been deactivated",
+            "We have removed your selling privileges because of a high order defect rate. "
+            "To reactivate your account, send us a plan of action.",
+        ),
+        "account_health",
+        id="account_health",
+    ),
+    pytest.param(
+        mail(
+            "Amazon Payments <payments-messages@amazon.com>",
+            "Your payment is on its way",
+            "We initiated a disbursement of $1,204.55 to your bank account. "
+            "It should arrive in 3-5 business days.",
+        ),
+        "payment",
+        id="payment",
+    ),
+    pytest.param(
+        mail(
+            '"Tom Reilly" <tom.reilly@gmail.com>',
+            "bbq on sunday",
+            "Hey, we're doing a bbq on Sunday afternoon, bring the kids. Tom",
+        ),
+        "other",
+        id="other",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def shipped() -> model.Classifier:
+    return model.Classifier.load()
+
+
+@pytest.mark.parametrize(("raw", "expected"), UNSEEN)
+def test_shipped_model_reads_unseen_mail(
+    shipped: model.Classifier, raw: bytes, expected: str
+) -> None:
+    [prediction] = shipped.predict([parse(raw)])
+    assert prediction.type == expected
+    assert prediction.severity in taxonomy.ALLOWED_SEVERITIES[expected]
+    assert 0.0 < prediction.confidence <= 1.0
+
+
+def test_predict_of_nothing_is_nothing(shipped: model.Classifier) -> None:
+    assert shipped.predict([]) == []
+
+
+def test_shopping_mail_is_other(shipped: model.Classifier) -> None:
+    files = sorted(PACKAGE_NOTICES.glob("*.eml"))
+    if not files:
+        pytest.skip("tests/corpora/package-notices is not present")
+    predictions = shipped.predict([parse(f.read_bytes()) for f in files])
+    wrong = [f.name for f, p in zip(files, predictions, strict=True) if p.type != "other"]
+    assert wrong == []
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="triage train"):
+        model.Classifier.load(tmp_path)
+
+
+def test_model_with_untrusted_type_is_refused(tmp_path: Path) -> None:
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    sio.dump(
+        {
+            "format": model.FORMAT_VERSION,
+            "type_model": Pipeline([("f", FunctionTransformer(print))]),
+        },
+        tmp_path / model.MODEL_FILE,
+    )
+    with pytest.raises(ModelError, match="does not trust"):
+        model.Classifier.load(tmp_path)
+
+
+def test_garbage_model_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / model.MODEL_FILE).write_bytes(b"not a model at all")
+    with pytest.raises(ModelError):
+        model.Classifier.load(tmp_path)
+
+
+FAMILY = """\
+family: {id}
+type: {type}
+severity: {severity}
+lang: en
+count: 6
+from: ['{sender}']
+format: {fmt}
+encoding: random
+subjects: ['{subject} {{order_id}}', '[[{subject}|{subject} now]]']
+bodies: ['{body} [[today|this week]] for {{product}} ({{amount}}).']
+"""
+
+TINY = [
+    (
+        "claim-a",
+        "claim",
+        "critical",
+        "<atoz-guarantee-no-reply@amazon.com>",
+        "A-to-z claim filed",
+        "A buyer filed an A-to-z Guarantee claim, respond",
+    ),
+    (
+        "claim-b",
+        "claim",
+        "critical",
+        "<atoz-guarantee-no-reply@amazon.com>",
+        "Claim received",
+        "Guarantee claim received, your response is required",
+    ),
+    (
+        "claim-c",
+        "claim",
+        "normal",
+        "<atoz-guarantee-no-reply@amazon.com>",
+        "Claim closed",
+        "The guarantee claim was closed in your favour",
+    ),
+    (
+        "pay-a",
+        "payment",
+        "low",
+        "<payments-messages@amazon.com>",
+        "Payment sent",
+        "Your disbursement was sent to your bank",
+    ),
+    (
+        "pay-b",
+        "payment",
+        "low",
+        "<payments-messages@amazon.com>",
+        "Settlement ready",
+        "Your settlement statement and disbursement are ready",
+    ),
+    (
+        "pay-c",
+        "payment",
+        "high",
+        "<payments-messages@amazon.com>",
+        "Card declined",
+        "Your payment method was declined, update your bank card",
+    ),
+    ("other-a", "other", "low", "<friend@example.org>", "Lunch", "Fancy lunch with me"),
+    ("other-b", "other", "low", "<news@example.net>", "Newsletter", "Our newsletter for you"),
+]
+
+
+def write_tiny_corpus(root: Path) -> Path:
+    folder = root / "families" / "en"
+    folder.mkdir(parents=True)
+    for i, (fid, kind, severity, sender, subject, body) in enumerate(TINY):
+        (folder / f"{fid}.yaml").write_text(
+            FAMILY.format(
+                id=fid,
+                type=kind,
+                severity=severity,
+                sender=sender,
+                subject=subject,
+                body=body,
+                fmt=("html", "text", "both")[i % 3],
+            )
+        )
+    return root
+
+
+def test_training_on_a_tiny_corpus_writes_a_loadable_model(tmp_path: Path) -> None:
+    root = write_tiny_corpus(tmp_path / "corpus")
+    rows = corpus.render_corpus(root)
+    assert len(rows) == 6 * len(TINY)
+    assert (root / rows[0].path).read_bytes().startswith(b"Authentication-Results:")
+    out = tmp_path / "model"
+    report = model.train(root, out, folds=2)
+    assert report.mails == len(rows)
+    assert 0.0 <= report.overall.type_macro_f1 <= 1.0
+    assert (out / "metadata.json").exists()
+    assert "Held-out scores" in (out / "README.md").read_text()
+    classifier = model.Classifier.load(out)
+    [p] = classifier.predict(
+        [
+            parse(
+                mail(
+                    "<payments-messages@amazon.com>",
+                    "Payment sent",
+                    "Your disbursement was sent to your bank today.",
+                )
+            )
+        ]
+    )
+    assert p.type == "payment"
+
+
+def test_rendering_is_deterministic(tmp_path: Path) -> None:
+    root = write_tiny_corpus(tmp_path / "corpus")
+    family = corpus.load_families(root)[0]
+    assert list(corpus.render_family(family)) == list(corpus.render_family(family))
+
+
+def test_train_command_prints_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_tiny_corpus(tmp_path / "corpus")
+    args = argparse.Namespace(corpus=str(root), out=str(tmp_path / "m"), folds=2, render=True)
+    assert model.train_command(args) == 0
+    assert "type macro-F1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (("type: claim", "type: complaint"), "unknown type 'complaint'"),
+        (("severity: critical", "severity: low"), "not allowed for claim"),
+        (("count: 6", "count: many"), "'count'"),
+        (("lang: en", "lang: nl"), "unknown lang"),
+        (("family: claim-a", "colour: red\nfamily: claim-a"), "unknown key"),
+    ],
+)
+def test_renderer_refuses_a_bad_family(
+    tmp_path: Path, change: tuple[str, str], reason: str
+) -> None:
+    root = write_tiny_corpus(tmp_path / "corpus")
+    path = root / "families" / "en" / "claim-a.yaml"
+    path.write_text(path.read_text().replace(*change))
+    with pytest.raises(TriageError, match=reason) as info:
+        corpus.render_corpus(root)
+    assert str(path) in str(info.value)
+
+
+def test_shipped_families_all_load() -> None:
+    root = PROJECT_ROOT / "models" / "corpus"
+    if not (root / "families").exists():
+        pytest.skip("no corpus beside the package")
+    families = corpus.load_families(root)
+    assert {f.type for f in families} == set(taxonomy.TYPES)
+
+
+def test_copied_model_dir_loads(tmp_path: Path, shipped: model.Classifier) -> None:
+    for name in (model.MODEL_FILE, model.METADATA_FILE):
+        shutil.copy(PROJECT_ROOT / "models" / name, tmp_path / name)
+    assert model.Classifier.load(tmp_path).metadata["labels"]["types"] == list(taxonomy.TYPES)
