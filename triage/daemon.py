@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 LOGIN_FAILURES_TO_REPORT = 3
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
+# SIGTERM must end the process within 10 s (container runtimes kill after that).
+STOP_GRACE_SECONDS = 8
 
 
 class DaemonMailbox(MailboxLike, Protocol):
@@ -139,8 +141,12 @@ class Daemon:
         while worker.is_alive() and not self._stopping.wait(1.0):
             pass
         self._stopping.set()
-        with self._busy:
-            pass
+        if self._busy.acquire(timeout=STOP_GRACE_SECONDS):
+            self._busy.release()
+        else:
+            # Only a slow notification target gets here: its unsent outbox rows stay
+            # queued and go out on the next start.
+            log.warning("the current step did not finish in %d s; exiting", STOP_GRACE_SECONDS)
         if self._failure is not None:
             raise self._failure
         log.info("stopped")
