@@ -204,10 +204,11 @@ def test_crash_at_each_stage_then_rerun(dovecot, db: Database, stage: str) -> No
 # -- the loop ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("connections", [1, 2])
 def test_mail_arriving_during_idle_is_decided_within_seconds(  # type: ignore[no-untyped-def]
-    dovecot, db: Database, running
+    dovecot, db: Database, running, connections: int
 ) -> None:
-    running(dovecot.imap_settings())
+    running(dovecot.imap_settings(max_connections=connections))
     assert wait_until(lambda: count(db.path, "SELECT COUNT(*) FROM folders") == 3)
     dovecot.append("INBOX", uid_mail("buyer question"))
     assert wait_until(lambda: rows(db.path) == 1)

@@ -1,10 +1,11 @@
 """``triage run``: keep the mailbox in sync, push not cron.
 
 One IMAP connection IDLEs on INBOX, so a buyer's message is decided within seconds.
-The other watched folders (junk, Sent) are checked with a cheap ``STATUS`` every
+When ``max_connections`` allows two, a second connection IDLEs on the junk folder,
+so genuine Amazon mail is rescued as promptly. The other watched folders (Sent,
+extras, and junk on a one-connection provider) get a cheap ``STATUS`` every
 ``poll_seconds`` between IDLE rounds; a folder whose UIDNEXT did not move is not
-searched. One connection is enough for this, which keeps triage within the
-strictest providers' connection limits.
+searched. Syncs never overlap: the watchers take turns on one lock.
 
 A dropped connection (BYE, reset, timeout, server restart) is re-opened with
 exponential backoff and jitter; after ``LOGIN_FAILURES_TO_REPORT`` refused logins in
@@ -101,7 +102,6 @@ class Daemon:
         self._busy = threading.Lock()
         self._failure: BaseException | None = None
         self._login_failures = 0
-        self._seen: dict[str, tuple[int, int]] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -132,13 +132,18 @@ class Daemon:
     def run_forever(self) -> None:
         """Until :meth:`stop` or SIGTERM: sync, IDLE, reconnect when the server goes away.
 
-        The mailbox work runs in a worker thread; this one only waits for the stop.
-        Stopping waits for the batch in progress to commit, then abandons the worker
-        wherever it is waiting (IDLE, backoff), so no IDLE needs cutting short.
+        The mailbox work runs in watcher threads, one per IDLE connection; this thread
+        only waits for the stop. Stopping waits for the batch in progress to commit,
+        then abandons the watchers wherever they wait (IDLE, backoff), so no IDLE
+        needs cutting short.
         """
-        worker = threading.Thread(target=self._work, name="triage-sync", daemon=True)
-        worker.start()
-        while worker.is_alive() and not self._stopping.wait(1.0):
+        watchers = [
+            threading.Thread(target=self._work, args=(role,), name=f"triage-{role}", daemon=True)
+            for role in self._idle_roles()
+        ]
+        for watcher in watchers:
+            watcher.start()
+        while all(w.is_alive() for w in watchers) and not self._stopping.wait(1.0):
             pass
         self._stopping.set()
         if self._busy.acquire(timeout=STOP_GRACE_SECONDS):
@@ -151,15 +156,20 @@ class Daemon:
             raise self._failure
         log.info("stopped")
 
-    def _work(self) -> None:
+    def _idle_roles(self) -> list[str]:
+        """INBOX always IDLEs; junk gets its own connection when the provider allows two."""
+        return ["inbox", "junk"] if self.imap.max_connections >= 2 else ["inbox"]
+
+    def _work(self, role: str) -> None:
         attempt = 0
         try:
             while not self.stopping:
                 try:
-                    self._session()
+                    self._session(role)
                     attempt = 0
                 except LoginError as exc:
-                    self._login_failed(exc)
+                    if role == "inbox":  # one watcher counts, or each failure counts twice
+                        self._login_failed(exc)
                     attempt += 1
                     self._sleep(self._backoff(attempt))
                 except (MailboxError, OSError) as exc:
@@ -173,18 +183,26 @@ class Daemon:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def _session(self) -> None:
-        """One connection's life: sync everything, then IDLE and sync what changed."""
+    def _session(self, role: str) -> None:
+        """One connection's life: sync its folders, then IDLE and sync what changed.
+
+        The inbox watcher IDLEs on INBOX and polls every watched folder that no other
+        watcher IDLEs on; the junk watcher IDLEs on junk alone.
+        """
         mailbox = self.mailbox_factory()
         mailbox.connect()
-        if self._login_failures:
+        if role == "inbox" and self._login_failures:
             log.info("logged in again after %d refused logins", self._login_failures)
-        self._login_failures = 0
+            self._login_failures = 0
         try:
-            folders = list(mailbox.watched())
-            inbox = _inbox(folders)
+            folders = self._mine(role, mailbox.watched())
+            if not folders:
+                log.info("no %s folder to watch on a second connection", role)
+                self._stopping.wait()
+                return
+            idle_on = folders[0]
             syncer = self._syncer(mailbox)
-            self._seen.clear()
+            seen: dict[str, tuple[int, int]] = {}
             changed: Sequence[FolderLike] = folders
             while not self.stopping:
                 with self._busy:
@@ -192,12 +210,20 @@ class Daemon:
                         break
                     self._sync(syncer, changed)
                     self._deliver()
-                woke = self._idle(mailbox, inbox, folders)
+                woke = self._idle(mailbox, idle_on, folders)
                 if self.stopping:
                     break
-                changed = self._changed(mailbox, folders, inbox if woke else None)
+                changed = self._changed(mailbox, folders, seen, idle_on if woke else None)
         finally:
             _close(mailbox)
+
+    def _mine(self, role: str, watched: Sequence[Any]) -> list[Any]:
+        """The folders one watcher syncs, the one it IDLEs on first."""
+        junk = [f for f in watched if f.role == "junk"][:1] if "junk" in self._idle_roles() else []
+        if role == "junk":
+            return junk
+        inbox = _inbox(watched)
+        return [inbox, *(f for f in watched if f is not inbox and f not in junk)]
 
     def _sync(self, syncer: Syncer, folders: Sequence[FolderLike]) -> None:
         for folder in folders:
@@ -215,16 +241,20 @@ class Daemon:
         return bool(mailbox.idle(inbox.name, timeout))
 
     def _changed(
-        self, mailbox: DaemonMailbox, folders: Sequence[Any], woke: FolderLike | None
+        self,
+        mailbox: DaemonMailbox,
+        folders: Sequence[Any],
+        seen: dict[str, tuple[int, int]],
+        woke: FolderLike | None,
     ) -> list[FolderLike]:
         """Folders whose UIDVALIDITY or UIDNEXT moved since the last look (one STATUS each)."""
         changed = []
         for folder in folders:
             status = mailbox.status(folder.name)
             mark = (status.uidvalidity, status.uidnext)
-            if folder is woke or self._seen.get(folder.name) != mark:
+            if folder is woke or seen.get(folder.name) != mark:
                 changed.append(folder)
-            self._seen[folder.name] = mark
+            seen[folder.name] = mark
         return changed
 
     def _syncer(self, mailbox: DaemonMailbox) -> Syncer:
