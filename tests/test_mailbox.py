@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -486,3 +487,26 @@ def test_implicit_tls_on_a_plain_port_suggests_starttls(tls_account: dovecot_lib
     settings = tls_account.tls_settings("tls", port=tls_account.port)
     with pytest.raises(MailboxError, match="SECURITY=starttls"):
         Mailbox(settings).connect()
+
+
+def test_idle_cut_short_by_a_signal_closes_at_once(mailbox: Mailbox) -> None:
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        with pytest.raises(Interrupted):
+            mailbox.idle("INBOX", timeout=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    # The session still in IDLE is dropped: a LOGOUT would wait for the read timeout.
+    with pytest.raises(MailboxError, match="not connected"):
+        mailbox.status("INBOX")
+    mailbox.close()
+    mailbox.connect()
+    assert mailbox.idle("INBOX", timeout=0.1) is False

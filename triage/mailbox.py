@@ -582,7 +582,13 @@ class Mailbox:
                 return True
             while True:
                 client.idle()
-                seen = _idle_until(client, deadline)
+                try:
+                    seen = _idle_until(client, deadline)
+                except BaseException:
+                    # Cut short (a signal): the session is still in IDLE and would not
+                    # answer a LOGOUT, so close() must not wait for one.
+                    self._lost()
+                    raise
                 if any(_says_bye(r) for r in seen):
                     self._lost()
                     raise MailboxError(f"{self.settings.host} closed the connection")
