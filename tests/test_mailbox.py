@@ -285,6 +285,24 @@ def test_plain_expunge_never_erases_other_deleted_mail(dovecot_servers) -> None:
     assert len(account.uids("INBOX")) == 1
 
 
+def test_move_into_the_same_folder_changes_nothing(
+    dovecot: dovecot_lib.Account, mailbox: Mailbox
+) -> None:
+    uid = dovecot.append("INBOX", message("Already in the inbox"))
+    mailbox.rescue("INBOX", [uid], "INBOX")
+    assert dovecot.uids("INBOX") == [uid]
+
+
+def test_folder_with_accents_is_read_like_any_other(dovecot: dovecot_lib.Account) -> None:
+    dovecot.create_folder("Réclamations")
+    uid = dovecot.append("Réclamations", message("A-to-z claim"))
+    with Mailbox(dovecot.imap_settings(folders=("Réclamations",))) as box:
+        assert roles(box.folders())["Réclamations"] == "extra"
+        assert box.uids_after("Réclamations", 0) == [uid]
+        [fetched] = box.fetch("Réclamations", [uid])
+    assert fetched.raw == message("A-to-z claim")
+
+
 def test_move_to_a_missing_folder_is_an_error_and_keeps_the_message(
     dovecot: dovecot_lib.Account, mailbox: Mailbox
 ) -> None:

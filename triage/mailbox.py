@@ -515,10 +515,11 @@ class Mailbox:
         those UIDs (UIDPLUS); else a plain EXPUNGE, but only when no other message
         in the folder is flagged ``\\Deleted`` (it would be erased with ours).
         """
-        client = self._open_folder(folder)
         wanted = _uid_set(uids)
-        if not wanted:
+        # Moving within a folder would give the messages new UIDs: never idempotent.
+        if not wanted or dest == folder:
             return
+        client = self._open_folder(folder)
         with self._wrap(f"cannot move messages from {folder!r} to {dest!r}"):
             present = _uid_set(client.search(["UID", _seq(wanted)]))
             if not present:
