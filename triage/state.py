@@ -7,12 +7,17 @@ Every module that keeps state declares its tables with :func:`register_schema`;
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 _SCHEMAS: list[str] = []
+
+# Modules that declare tables. They are imported before the first open so every table
+# exists whichever module happened to open the database first.
+STATEFUL_MODULES = ("triage.sync", "triage.notify", "triage.digest", "triage.replyclock")
 
 
 def register_schema(ddl: str) -> None:
@@ -33,6 +38,8 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
+        for name in STATEFUL_MODULES:
+            importlib.import_module(name)
         for ddl in _SCHEMAS:
             self.conn.executescript(ddl)
 
