@@ -162,7 +162,9 @@ class OutboxNotifier:
         if verdict.type == "buyer_message":
             conn.execute("INSERT INTO test_clocks VALUES (?, 0)", (row_id,))
 
-    def notify_operator(self, db: Database, text: str, now: datetime) -> None:
+    def notify_operator(
+        self, db: Database | sqlite3.Connection, text: str, now: datetime
+    ) -> None:
         self.operator.append(text)
 
     def open_clock_rows(self, conn: sqlite3.Connection) -> list[ClockRow]:
@@ -415,3 +417,24 @@ def test_crash_at_any_stage_loses_nothing_and_doubles_nothing(
     assert len(box.raws("Junk")) == 1
     assert len(box.raws("INBOX")) == 9
     assert all("\\Flagged" in s.flags for s in box.folders["INBOX"].values())
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_crash_during_a_backfill_still_gives_exactly_one_summary(db: Database, stage: str) -> None:
+    box, notifier = MemoryMailbox(), OutboxNotifier()
+    for n in range(7):
+        box.append("INBOX", mail("buyer old", n), NOW - timedelta(days=2 + n))
+    calls: list[str] = []
+
+    def hook(name: str) -> None:
+        calls.append(name)
+        if name == stage and calls.count(name) == 3:  # the last of three batches
+            raise Crash(name)
+
+    with pytest.raises(Crash):
+        syncer(db, box, notifier, hook=hook).sync_folder(INBOX)
+    syncer(db, box, notifier).sync_folder(INBOX)
+    syncer(db, box, notifier).sync_folder(INBOX)
+    assert len(notifier.operator) == 1
+    assert "7 older messages" in notifier.operator[0]
+    assert outbox(db) == 0

@@ -48,6 +48,8 @@ register_schema(
         last_uid INTEGER NOT NULL DEFAULT 0,
         last_sync_at TEXT,
         first_sync_at TEXT NOT NULL,
+        -- history rows recorded but not yet summarised to the operator
+        history_pending INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (account, folder)
     );
     """
@@ -110,7 +112,9 @@ class Notifier(Protocol):
         now: datetime,
     ) -> None: ...
 
-    def notify_operator(self, db: Database, text: str, now: datetime) -> None: ...
+    def notify_operator(
+        self, db: Database | sqlite3.Connection, text: str, now: datetime
+    ) -> None: ...
 
     def open_clock_rows(self, conn: sqlite3.Connection) -> Sequence[Any]:
         """Rows (``message_row``, ``folder``, ``uidvalidity``, ``uid``) awaiting a reply."""
@@ -139,7 +143,9 @@ class _NotifyModule:
 
         notify.after_verdict(conn, row_id, message, verdict, history=history, now=now)
 
-    def notify_operator(self, db: Database, text: str, now: datetime) -> None:
+    def notify_operator(
+        self, db: Database | sqlite3.Connection, text: str, now: datetime
+    ) -> None:
         from triage import notify
 
         notify.notify_operator(db, text, now)
@@ -544,6 +550,7 @@ class Syncer:
         now: datetime,
         report: SyncReport,
     ) -> None:
+        history = 0
         with self.db.transaction() as conn:
             for item in items:
                 row_id = self._insert(conn, folder, state, item, now)
@@ -551,7 +558,7 @@ class Syncer:
                     report.duplicates += 1
                     continue
                 report.recorded += 1
-                report.history += item.history
+                history += item.history
                 assert item.verdict is not None
                 if item.verdict.error:
                     report.errors += 1
@@ -559,6 +566,13 @@ class Syncer:
                 self.notifier.after_verdict(conn, row_id, item.message, item.verdict,
                                             history=item.history, now=now)
             _save_folder(conn, state)
+            report.history += history
+            if history:
+                conn.execute(
+                    "UPDATE folders SET history_pending = history_pending + ? "
+                    "WHERE account = ? AND folder = ?",
+                    (history, state.account, state.folder),
+                )
 
     def _insert(
         self,
@@ -597,15 +611,20 @@ class Syncer:
         return cursor.lastrowid if cursor.rowcount else None
 
     def _finish(self, state: FolderState, report: SyncReport) -> None:
-        """Stamp the sync time even when nothing was new; summarise a backfill once."""
+        """Stamp the sync time; summarise backfilled history once, in the same commit."""
         now = self.clock()
+        key = (state.account, state.folder)
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE folders SET last_sync_at = ? WHERE account = ? AND folder = ?",
-                (now.isoformat(), state.account, state.folder),
-            )
-        if report.history:
-            self.notifier.notify_operator(self.db, history_summary(self.db, state, report), now)
+            conn.execute("UPDATE folders SET last_sync_at = ? WHERE account = ? AND folder = ?",
+                         (now.isoformat(), *key))
+            pending = conn.execute(
+                "SELECT history_pending FROM folders WHERE account = ? AND folder = ?", key
+            ).fetchone()[0]
+            if pending:
+                self.notifier.notify_operator(conn, history_summary(conn, state, pending), now)
+                conn.execute(
+                    "UPDATE folders SET history_pending = 0 WHERE account = ? AND folder = ?", key
+                )
 
     def _watch_answered(self, state: FolderState) -> None:
         """Stop the reply clocks of buyer messages the seller answered (``\\Answered``)."""
@@ -624,9 +643,9 @@ class Syncer:
             self.hook(stage)
 
 
-def history_summary(db: Database, state: FolderState, report: SyncReport) -> str:
+def history_summary(conn: sqlite3.Connection, state: FolderState, count: int) -> str:
     """One line for the operator instead of an alert per old message."""
-    rows = db.conn.execute(
+    rows = conn.execute(
         """
         SELECT severity, COUNT(*) AS n FROM messages
         WHERE account = ? AND folder = ? AND history = 1 AND error IS NULL
@@ -636,6 +655,6 @@ def history_summary(db: Database, state: FolderState, report: SyncReport) -> str
     ).fetchall()
     counts = ", ".join(f"{r['n']} {r['severity']}" for r in rows)
     return (
-        f"triage backfilled {report.history} older messages from {state.folder} as history "
+        f"triage backfilled {count} older messages from {state.folder} as history "
         f"(no alert sent for them): {counts or 'none readable'}"
     )
