@@ -333,6 +333,61 @@ def test_flags_added_and_removed(dovecot: dovecot_lib.Account, mailbox: Mailbox)
     assert "$Triage" not in mailbox.flags("INBOX", [uid])[uid]
 
 
+class RecordingClient:
+    """Stands in for imapclient: a folder with the given PERMANENTFLAGS; records STOREs."""
+
+    normalise_times = True
+
+    def __init__(self, permanent: tuple[bytes, ...] | None) -> None:
+        self.permanent = permanent
+        self.stored: list[tuple[str, ...]] = []
+
+    def __call__(self, host: str, **options: object) -> RecordingClient:
+        return self
+
+    def has_capability(self, capability: str) -> bool:
+        return False
+
+    def login(self, user: str, password: str) -> bytes:
+        return b"Logged in"
+
+    def capabilities(self) -> tuple[bytes, ...]:
+        return (b"IMAP4REV1",)
+
+    def select_folder(self, folder: str) -> dict[bytes, object]:
+        response: dict[bytes, object] = {b"EXISTS": 1, b"UIDVALIDITY": 7, b"UIDNEXT": 2}
+        if self.permanent is not None:
+            response[b"PERMANENTFLAGS"] = self.permanent
+        return response
+
+    def add_flags(self, uids: list[int], flags: list[str], silent: bool) -> None:
+        self.stored.extend(flags)
+
+    def logout(self) -> bytes:
+        return b"Logged out"
+
+
+@pytest.mark.parametrize(
+    ("permanent", "stored"),
+    [
+        pytest.param(
+            (b"\\Seen", b"\\Flagged", b"\\*"), ["$NotJunk", "\\Flagged"], id="keywords-kept"
+        ),
+        pytest.param((b"\\Seen", b"\\Flagged"), ["\\Flagged"], id="no-keywords"),
+        pytest.param((b"\\Seen",), [], id="read-only-flags"),
+        pytest.param(None, ["$NotJunk", "\\Flagged"], id="no-permanentflags-means-all"),
+    ],
+)
+def test_only_flags_the_folder_keeps_are_set(
+    permanent: tuple[bytes, ...] | None, stored: list[str]
+) -> None:
+    client = RecordingClient(permanent)
+    settings = ImapSettings(host="imap.example.com", user="u", password="p")
+    with Mailbox(settings, client_factory=client) as box:
+        box.add_flags("INBOX", [1], ["$NotJunk", "\\Flagged"])
+    assert client.stored == stored
+
+
 # -- waiting -------------------------------------------------------------------
 
 

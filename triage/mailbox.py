@@ -232,7 +232,7 @@ class Mailbox:
         self._factory: ClientFactory = client_factory or IMAPClient
         self._client: IMAPClient | None = None
         self._selected: str | None = None
-        self._permanent_flags: tuple[str, ...] = ()
+        self._permanent_flags: tuple[str, ...] | None = None
         self._capabilities: frozenset[str] = frozenset()
 
     def __enter__(self) -> Mailbox:
@@ -426,7 +426,9 @@ class Mailbox:
         with self._wrap(f"cannot open {folder!r}"):
             response = client.select_folder(folder)
         self._selected = folder
-        self._permanent_flags = tuple(_text(f) for f in response.get(b"PERMANENTFLAGS", ()))
+        permanent = response.get(b"PERMANENTFLAGS")
+        # Without PERMANENTFLAGS every flag is kept (RFC 3501, 7.1).
+        self._permanent_flags = None if permanent is None else tuple(_text(f) for f in permanent)
         uidnext = response.get(b"UIDNEXT")
         if uidnext is None:  # optional before IMAP4rev2; STATUS always has it
             uidnext = self.status(folder).uidnext
@@ -502,6 +504,8 @@ class Mailbox:
 
     def _may_store(self, flag: str) -> bool:
         """Whether the selected folder keeps ``flag`` (its PERMANENTFLAGS)."""
+        if self._permanent_flags is None:
+            return True
         permanent = {f.lower() for f in self._permanent_flags}
         if flag.lower() in permanent or (not flag.startswith("\\") and "\\*" in permanent):
             return True
