@@ -468,8 +468,8 @@ class RefusesPlaintextLogin:
     def has_capability(self, capability: str) -> bool:
         return capability == "LOGINDISABLED"
 
-    def shutdown(self) -> None:
-        return None
+    def logout(self) -> bytes:
+        return b"Logging out"
 
 
 def test_login_disabled_without_tls_says_to_use_tls() -> None:

@@ -254,7 +254,7 @@ class Mailbox:
             client = self._open()
             refuses_plain = client.has_capability("LOGINDISABLED")
         if refuses_plain:
-            self._discard(client)
+            self._quit(client)
             raise MailboxError(
                 f"{where} accepts no password over an unencrypted connection; "
                 "use TRIAGE_IMAP_SECURITY=starttls or tls"
@@ -262,7 +262,7 @@ class Mailbox:
         try:
             client.login(settings.user, settings.password)
         except imap_errors.LoginError as exc:
-            self._discard(client)
+            self._quit(client)
             reason = self._scrub(_server_text(exc))
             raise LoginError(
                 f"{settings.user}@{where}: the server refused the user name or password ({reason})"
@@ -318,8 +318,10 @@ class Mailbox:
         """Log out; a connection that is already dead is simply dropped."""
         client, self._client = self._client, None
         self._selected = None
-        if client is None:
-            return
+        if client is not None:
+            self._quit(client)
+
+    def _quit(self, client: IMAPClient) -> None:
         try:
             client.logout()
         except (imaplib.IMAP4.error, OSError) as exc:
