@@ -518,7 +518,8 @@ def test_folders_command_wrong_password_is_one_line(dovecot: dovecot_lib.Account
     assert result.returncode == 2
     assert wrong not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("triage:")]
+    [line] = result.stderr.splitlines()
+    assert line.startswith("triage: ")
     assert "refused the user name or password" in line
 
 
