@@ -103,6 +103,13 @@ def available() -> bool:
     return shutil.which("dovecot") is not None
 
 
+def version() -> tuple[int, int]:
+    """Dovecot's major and minor version, e.g. ``(2, 3)``."""
+    out = subprocess.run(["dovecot", "--version"], capture_output=True, text=True, check=True)
+    major, minor = out.stdout.split()[0].split(".")[:2]
+    return int(major), int(minor)
+
+
 def tls_available() -> bool:
     """Whether a certificate can be made for a TLS server (``openssl``, a dovecot dependency)."""
     return shutil.which("openssl") is not None
@@ -252,6 +259,9 @@ class DovecotServer:
         tls: bool = False,
         special_use: bool = True,
     ) -> None:
+        if version() >= (2, 4):
+            # 2.4 renamed most settings; this configuration is written for 2.3.
+            raise RuntimeError(f"the Dovecot test server speaks 2.3 settings, found {version()}")
         if os.geteuid() != 0:
             raise RuntimeError("the Dovecot test server must run as root (it switches users)")
         self.host = "127.0.0.1"
