@@ -1,12 +1,15 @@
 """Shared fixtures.
 
-IMAP: ``dovecot`` is a fresh, empty account on a real Dovecot server started once
-per test session (see ``tests/dovecot.py``); ``dovecot_without_move`` is the same
-on a server that does not announce MOVE; ``dovecot_servers.account(without=...,
-tls=...)`` gives an account on a server lacking other capabilities, or one that
-also speaks TLS (STARTTLS on ``port``, IMAPS on ``tls_port``, its self-signed
-certificate at ``certificate``). Tests that use them
-are marked ``imap`` automatically.
+IMAP (see ``tests/dovecot.py``): Dovecot servers start once per test session and
+every test gets a fresh, empty account on one of them.
+
+- ``dovecot``: an account on a server with every capability (SPECIAL-USE Junk/Sent).
+- ``dovecot_without_move``: the same on a server that does not announce MOVE.
+- ``dovecot_servers.account(without=(...), tls=..., special_use=...)``: other
+  variants: fewer capabilities; TLS (STARTTLS on ``port``, IMAPS on ``tls_port``,
+  a self-signed certificate); special folders known only by their names.
+
+Tests that use them are marked ``imap`` automatically.
 """
 
 from __future__ import annotations
