@@ -69,6 +69,12 @@ def _health(args: argparse.Namespace) -> int:
     return health.health_command(args)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from triage import demo
+
+    return demo.demo_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -115,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("health", help="exit 0 when the daemon is alive (container health check)")
     p.set_defaults(handler=_health)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the bundled sample mailbox")
+    p.set_defaults(handler=_demo)
     return parser
 
 

@@ -18,6 +18,7 @@ from triage.taxonomy import TYPES
 from triage.verdict import Action, Verdict
 
 JUNK = "junk"
+SENT = "sent"
 
 
 class Prediction(Protocol):
@@ -72,6 +73,8 @@ class Pipeline:
         self, messages: Sequence[Message], folder: str = "INBOX", role: str = "inbox"
     ) -> list[Verdict]:
         """One verdict per message, in order; the model sees the readable ones in one batch."""
+        if role == SENT:
+            return [own_mail(m) for m in messages]
         readable = [m for m in messages if not m.error]
         predictions = iter(self._predict(readable))
         return [
@@ -144,6 +147,19 @@ def _keep_in_junk(verdict: Verdict) -> Verdict:
         verdict,
         actions=[a for a in verdict.actions if a not in refused],
         reasons=[*verdict.reasons, f"ignored '{asked}': suspicious mail never leaves junk"],
+    )
+
+
+def own_mail(message: Message) -> Verdict:
+    """The seller's own sent mail: kept only to see replies, never alerted or judged."""
+    return Verdict(
+        type="other",
+        severity="low",
+        confidence=1.0,
+        reasons=["the seller's own sent mail: used to see replies to buyers"],
+        actions=[Action("ignore")],
+        order_id=message.order_id,
+        error=message.error or None,
     )
 
 
