@@ -194,8 +194,9 @@ def auth_results(e: Entry, sender: str, rng: random.Random) -> list[str]:
     if is_amazon(domain):
         good = good.replace("; spf=", f"; dkim=pass header.i=@amazonses.com header.s=224i4yxa "
                                        f"header.b={_b(rng)}; spf=", 1)
-    bad_ip = f"{rng.randrange(80, 200)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 250)}"
-    fail = (f"mx.google.com; spf=softfail (google.com: domain of transitioning {sender_addr(sender)}"
+    bad_ip = ".".join(str(rng.randrange(1, 250)) for _ in range(4))
+    address = sender_addr(sender)
+    fail = (f"mx.google.com; spf=softfail (google.com: domain of transitioning {address}"
             f" does not designate {bad_ip} as permitted sender) smtp.mailfrom="
             f"{sender_addr(sender)}; dmarc=fail (p=QUARANTINE sp=QUARANTINE dis=QUARANTINE) "
             f"header.from={domain}")
