@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from triage.errors import ConfigError
 
@@ -39,6 +42,12 @@ class ImapSettings:
     history_grace_hours: int = 24
     fetch_batch: int = 200
     max_fetch_bytes: int = 256 * 1024
+    # Names the account in the state database, logs and metrics; user@host when unset.
+    name: str = ""
+
+    @property
+    def account(self) -> str:
+        return self.name or f"{self.user}@{self.host}"
 
     def describe(self) -> str:
         where = f"{self.user}@{self.host}:{self.port} ({self.security})"
@@ -61,6 +70,13 @@ class Settings:
     trusted_authserv_ids: tuple[str, ...] = ()
     dry_run: bool = False
     ops: OpsSettings = field(default_factory=lambda: OpsSettings())
+    # Further mailboxes from the settings file; ``imap`` (from the environment) comes first.
+    more_accounts: tuple[ImapSettings, ...] = ()
+
+    @property
+    def accounts(self) -> tuple[ImapSettings, ...]:
+        """Every mailbox this daemon watches, the environment's first."""
+        return ((self.imap,) if self.imap else ()) + self.more_accounts
 
     @property
     def database_path(self) -> Path:
@@ -122,6 +138,7 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         max_connections=_int(env, "TRIAGE_IMAP_MAX_CONNECTIONS", 2),
         backfill_days=_int(env, "TRIAGE_BACKFILL_DAYS", 30),
         history_grace_hours=_int(env, "TRIAGE_HISTORY_GRACE_HOURS", 24),
+        name=env.get("TRIAGE_ACCOUNT_NAME", ""),
     )
 
 
@@ -140,7 +157,85 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         rules_path=Path(env.get("TRIAGE_RULES") or default_rules_path()),
         trusted_authserv_ids=_split(env.get("TRIAGE_TRUSTED_AUTHSERV_IDS", "")),
         ops=ops_from_env(env),
+        more_accounts=accounts_from_file(env.get("TRIAGE_SETTINGS_FILE"), env),
     )
+
+
+# Settings-file keys of an account and the environment variable each stands for, so
+# one validation serves both (a file entry is read as if it were the environment).
+ACCOUNT_KEYS = {
+    "host": "TRIAGE_IMAP_HOST",
+    "port": "TRIAGE_IMAP_PORT",
+    "user": "TRIAGE_IMAP_USER",
+    "password_file": "TRIAGE_IMAP_PASSWORD_FILE",
+    "security": "TRIAGE_IMAP_SECURITY",
+    "verify": "TRIAGE_IMAP_VERIFY",
+    "ca_file": "TRIAGE_IMAP_CA_FILE",
+    "folders": "TRIAGE_IMAP_FOLDERS",
+    "junk_folder": "TRIAGE_IMAP_JUNK_FOLDER",
+    "rescue_folder": "TRIAGE_RESCUE_FOLDER",
+    "idle_refresh": "TRIAGE_IDLE_REFRESH",
+    "max_connections": "TRIAGE_IMAP_MAX_CONNECTIONS",
+    "backfill_days": "TRIAGE_BACKFILL_DAYS",
+    "history_grace_hours": "TRIAGE_HISTORY_GRACE_HOURS",
+}
+
+
+def accounts_from_file(path: str | None, env: Mapping[str, str]) -> tuple[ImapSettings, ...]:
+    """Mailboxes listed under ``accounts:`` in the YAML settings file, validated.
+
+    Example::
+
+        accounts:
+          - name: shop-eu
+            host: imap.gmail.com
+            user: eu@shop.example
+            password_file: /run/secrets/shop_eu   # or password_env: SHOP_EU_PASSWORD
+            junk_folder: "[Gmail]/Spam"
+    """
+    if not path:
+        return ()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"TRIAGE_SETTINGS_FILE {path}: {exc}") from exc
+    entries = data.get("accounts") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a list under 'accounts:'")
+    accounts = tuple(_account(entry, f"{path}: account {n}", env)
+                     for n, entry in enumerate(entries, start=1))
+    names = [a.account for a in accounts]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: two accounts share a name; give each a unique 'name'")
+    return accounts
+
+
+def _account(entry: Any, where: str, env: Mapping[str, str]) -> ImapSettings:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping of settings")
+    unknown = set(entry) - set(ACCOUNT_KEYS) - {"name", "password_env"}
+    if unknown:
+        allowed = ", ".join(sorted([*ACCOUNT_KEYS, "name", "password_env"]))
+        key = sorted(unknown)[0]
+        raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {allowed})")
+    values = {ACCOUNT_KEYS[k]: _plain(v) for k, v in entry.items() if k in ACCOUNT_KEYS}
+    if "password_env" in entry:
+        values["TRIAGE_IMAP_PASSWORD"] = env.get(str(entry["password_env"]), "")
+    try:
+        account = imap_from_env(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if account is None:
+        raise ConfigError(f"{where}: 'host' is required")
+    return replace(account, name=str(entry.get("name") or ""))
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
