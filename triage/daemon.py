@@ -21,15 +21,20 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from triage.errors import ConfigError, LoginError, MailboxError, TriageError
+from triage import health, metrics
+from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
+from triage.liverules import RulesWatcher
 from triage.settings import Settings, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
+
+if TYPE_CHECKING:
+    from triage.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +114,11 @@ class Daemon:
         """Ask the loop to end after the current batch (thread-safe)."""
         self._stopping.set()
 
+    def reset(self) -> None:
+        """Forget a failure so :meth:`run_forever` can start again."""
+        self._failure = None
+        self._stopping.clear()
+
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
@@ -174,6 +184,7 @@ class Daemon:
                     self._sleep(self._backoff(attempt))
                 except (MailboxError, OSError) as exc:
                     log.warning("mailbox connection lost: %s; reconnecting", exc)
+                    metrics.count_reconnect(self.imap.account)
                     attempt += 1
                     self._sleep(self._backoff(attempt))
         except BaseException as exc:
@@ -210,12 +221,18 @@ class Daemon:
                         break
                     self._sync(syncer, changed)
                     self._deliver()
+                self._alive()
                 woke = self._idle(mailbox, idle_on, folders)
                 if self.stopping:
                     break
                 changed = self._changed(mailbox, folders, seen, idle_on if woke else None)
         finally:
             _close(mailbox)
+
+    def _alive(self) -> None:
+        """Tell the health check and the metrics that this account's loop goes round."""
+        health.beat(self.imap.account)
+        metrics.mark_sync(self.imap.account, datetime.now(UTC))
 
     def _mine(self, role: str, watched: Sequence[Any]) -> list[Any]:
         """The folders one watcher syncs, the one it IDLEs on first."""
@@ -330,45 +347,147 @@ def _close(mailbox: DaemonMailbox) -> None:
 # -- the command ---------------------------------------------------------------------------
 
 
-def build(settings: Settings, *, dry_run: bool = False) -> Daemon:
-    """The daemon with the real model, rules, mailbox and notifier."""
-    from triage.mailbox import Mailbox
+def build_pipeline(settings: Settings) -> Pipeline:
+    """The real model and rules; one pipeline serves every account."""
     from triage.model import Classifier
     from triage.pipeline import Pipeline
     from triage.rules import load_rules
     from triage.settings import default_model_dir
+
+    return Pipeline(
+        Classifier.load(default_model_dir()),
+        load_rules(settings.rules_path),
+        settings.trusted_authserv_ids,
+    )
+
+
+def build(
+    settings: Settings, pipeline: Pipeline | None = None, *, dry_run: bool = False
+) -> Daemon:
+    """The daemon of ``settings.imap`` with the real model, rules, mailbox and notifier."""
+    from triage.mailbox import Mailbox
     from triage.sync import default_notifier
 
     imap = settings.imap
     if imap is None:
         raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
-    pipeline = Pipeline(
-        Classifier.load(default_model_dir()),
-        load_rules(settings.rules_path),
-        settings.trusted_authserv_ids,
-        rescue_folder=imap.rescue_folder,
-    )
     return Daemon(
         settings,
         Database(settings.database_path),
-        pipeline,
+        pipeline or build_pipeline(settings),
         lambda: Mailbox(imap),
         notifier=default_notifier(),
         dry_run=dry_run,
     )
 
 
+class Supervisor:
+    """Runs one :class:`Daemon` per account, each in its own thread, and reloads the rules.
+
+    One account's failure (a wrong password, a server that is down, even a bug) is
+    logged and retried by that account's daemon; the others go on.
+    """
+
+    def __init__(self, daemons: Sequence[Daemon], watcher: RulesWatcher | None = None) -> None:
+        self.daemons = list(daemons)
+        self.watcher = watcher
+        self._stopping = threading.Event()
+        self._reload = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self._reload.set())
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self, check_every: float = 2.0) -> None:
+        threads = [
+            threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}")
+            for d in self.daemons
+        ]
+        for thread in threads:
+            thread.start()
+        while not self._stopping.wait(check_every):
+            self._check_rules()
+        for daemon in self.daemons:
+            daemon.stop()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE_SECONDS + 1)
+
+    def _check_rules(self) -> None:
+        if self.watcher is None:
+            return
+        if self._reload.is_set():
+            self._reload.clear()
+            self.watcher.reload()
+        else:
+            self.watcher.check()
+
+    def _run_one(self, daemon: Daemon) -> None:
+        while not self._stopping.is_set():
+            try:
+                daemon.run_forever()
+                return
+            except Exception:
+                log.exception("account %s stopped on an error; restarting it", daemon.imap.account)
+                daemon.reset()
+                self._stopping.wait(BACKOFF_MAX_SECONDS / 10)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: finishing the current batch", signal.Signals(signum).name)
+        self._stopping.set()
+
+
+def _tell_operator(settings: Settings) -> Callable[[RulesError], None]:
+    def refused(error: RulesError) -> None:
+        from triage import notify
+
+        db = Database(settings.database_path)
+        try:
+            notify.notify_operator(
+                db, f"Your rules.yaml edit was refused; the last good rules keep running. {error}",
+                datetime.now(UTC),
+            )
+        finally:
+            db.close()
+
+    return refused
+
+
 def run_command(args: argparse.Namespace) -> int:
     settings = from_env()
-    if settings.imap is None:
-        raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
-    daemon = build(settings, dry_run=args.dry_run)
+    if not settings.accounts:
+        from triage import demo
+
+        log.info("no mailbox configured (TRIAGE_IMAP_HOST): running on the sample mailbox")
+        return demo.run_demo()
+    pipeline = build_pipeline(settings)
+    daemons = [build(replace(settings, imap=account), pipeline, dry_run=args.dry_run)
+               for account in settings.accounts]
     if args.once or args.dry_run:
         # A dry run changes no state, so looping would print the same lines forever.
-        for report in daemon.run_once():
-            log.info("%s", report.describe())
-        return 0
-    daemon.install_signal_handlers()
-    log.info("watching %s", settings.imap.describe())
-    daemon.run_forever()
+        return run_once_all(daemons)
+    health.start(settings)
+    watcher = RulesWatcher(settings.rules_path, pipeline.use_rules, _tell_operator(settings))
+    supervisor = Supervisor(daemons, watcher)
+    supervisor.install_signal_handlers()
+    for account in settings.accounts:
+        log.info("watching %s", account.describe())
+    supervisor.run()
+    log.info("stopped")
     return 0
+
+
+def run_once_all(daemons: Sequence[Daemon]) -> int:
+    """One sync of every account; an account that fails does not stop the others."""
+    status = 0
+    for daemon in daemons:
+        try:
+            for report in daemon.run_once():
+                log.info("%s: %s", daemon.imap.account, report.describe())
+        except MailboxError as exc:
+            log.error("%s: %s", daemon.imap.account, exc)
+            status = 2
+    return status

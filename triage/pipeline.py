@@ -69,6 +69,10 @@ class Pipeline:
         self.rescue_folder = rescue_folder
         self.assess = assess
 
+    def use_rules(self, rules: Rules) -> None:
+        """Swap in newly loaded rules; the next batch is decided by them."""
+        self.rules = rules
+
     def decide(
         self, messages: Sequence[Message], folder: str = "INBOX", role: str = "inbox"
     ) -> list[Verdict]:

@@ -225,7 +225,7 @@ class _Item:
 
 def account_of(imap: ImapSettings) -> str:
     """The key every row is filed under, so one database can serve several mailboxes."""
-    return f"{imap.user}@{imap.host}"
+    return imap.account
 
 
 def fingerprint(message: Message, raw: bytes = b"") -> str:
