@@ -440,7 +440,7 @@ class Supervisor:
         self._stopping.set()
 
 
-def _tell_operator(settings: Settings) -> Callable[[RulesError], None]:
+def tell_operator_refused(settings: Settings) -> Callable[[RulesError], None]:
     def refused(error: RulesError) -> None:
         from triage import notify
 
@@ -470,7 +470,7 @@ def run_command(args: argparse.Namespace) -> int:
         # A dry run changes no state, so looping would print the same lines forever.
         return run_once_all(daemons)
     health.start(settings)
-    watcher = RulesWatcher(settings.rules_path, pipeline.use_rules, _tell_operator(settings))
+    watcher = RulesWatcher(settings.rules_path, pipeline.use_rules, tell_operator_refused(settings))
     supervisor = Supervisor(daemons, watcher)
     supervisor.install_signal_handlers()
     for account in settings.accounts:
