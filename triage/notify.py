@@ -52,7 +52,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import apprise
 
 from triage import digest as digests
-from triage import replyclock, rules
+from triage import metrics, replyclock, rules
 from triage.digest import (
     DigestSchedule,
     Document,
@@ -72,6 +72,9 @@ from triage.taxonomy import SEVERITIES, TYPES, severity_rank
 from triage.verdict import Verdict
 
 log = logging.getLogger(__name__)
+
+# The outbox serves every account of the daemon, so its metrics carry this label.
+ALL_ACCOUNTS = "all"
 
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
@@ -950,6 +953,7 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
         except NotifyError as exc:
             down.add(target.key)
             failed += 1
+            metrics.count_alert(ALL_ACCOUNTS, ok=False)
             failures.append(str(exc))
             _record_failure(db, row, str(exc), now)
             continue
@@ -959,6 +963,7 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
                 (now.isoformat(), row["id"]),
             )
         sent += 1
+        metrics.count_alert(ALL_ACCOUNTS, ok=True)
     return DeliveryReport(sent, failed, tuple(failures))
 
 

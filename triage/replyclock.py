@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from triage import metrics
 from triage.state import register_schema
 
 REPLY_WINDOW = timedelta(hours=24)
@@ -232,6 +233,7 @@ def record_reminder(conn: sqlite3.Connection, reminder: Reminder) -> None:
             "UPDATE reply_clocks SET breach_notified = 1, reminded_s = 0 WHERE id = ?",
             (reminder.clock.id,),
         )
+        metrics.count_breach("all")
         return
     conn.execute(
         "UPDATE reply_clocks SET reminded_s = ? WHERE id = ?",

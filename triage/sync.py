@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from triage import metrics
 from triage.errors import TriageError
 from triage.message import Message, parse
 from triage.settings import ImapSettings
@@ -551,6 +552,7 @@ class Syncer:
         report: SyncReport,
     ) -> None:
         history = 0
+        recorded: list[Verdict] = []
         with self.db.transaction() as conn:
             for item in items:
                 row_id = self._insert(conn, folder, state, item, now)
@@ -558,6 +560,8 @@ class Syncer:
                     report.duplicates += 1
                     continue
                 report.recorded += 1
+                assert item.verdict is not None
+                recorded.append(item.verdict)
                 history += item.history
                 assert item.verdict is not None
                 if item.verdict.error:
@@ -573,6 +577,11 @@ class Syncer:
                     "WHERE account = ? AND folder = ?",
                     (history, state.account, state.folder),
                 )
+        # Counted once committed, so a batch that is rolled back and redone counts once.
+        for verdict in recorded:
+            rescued = any(a.kind == "rescue" for a in verdict.actions)
+            metrics.count_message(state.account, verdict.type, verdict.severity,
+                                  verdict.suspicious, rescued)
 
     def _insert(
         self,
