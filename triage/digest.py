@@ -148,6 +148,8 @@ class Entry:
     received_at: datetime
     suspicious: bool
     rescued: bool
+    # The seller has answered this buyer message: its deadline no longer applies.
+    answered: bool = False
 
     def sort_key(self) -> tuple[int, datetime, datetime]:
         far = datetime.max.replace(tzinfo=self.received_at.tzinfo)
@@ -198,7 +200,9 @@ def build_digest(
 
 def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) -> list[Entry]:
     rows = conn.execute(
-        "SELECT * FROM messages WHERE error IS NULL ORDER BY received_at, id"
+        "SELECT m.*, c.answered_at FROM messages m "
+        "LEFT JOIN reply_clocks c ON c.message_row = m.id "
+        "WHERE m.error IS NULL ORDER BY m.received_at, m.id"
     ).fetchall()
     entries = []
     for row in rows:
@@ -225,6 +229,8 @@ def entry_from_row(row: sqlite3.Row) -> Entry:
         received_at=datetime.fromisoformat(row["received_at"]),
         suspicious=bool(row["suspicious"]),
         rescued=bool(row["rescued"]),
+        # sqlite3.Row's `in` looks at values, so the column names are asked for.
+        answered="answered_at" in row.keys() and row["answered_at"] is not None,  # noqa: SIM118
     )
 
 
@@ -448,7 +454,9 @@ def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     if entry.order_id:
         parts.append(f"order {entry.order_id} · ")
     parts.append(entry.subject or "(no subject)")
-    if entry.deadline is not None:
+    if entry.answered:
+        parts.append(" · answered")
+    elif entry.deadline is not None:
         parts.append(f" · {deadline_phrase(entry.deadline, now, tz)}")
     if entry.link and not entry.suspicious:
         parts += [" · ", Link("Seller Central", entry.link)]
