@@ -493,6 +493,9 @@ def wants_alert(entry: digests.Entry, actions: Sequence[str], policy: NotifyPoli
     """Pushed at once: the verdict asked for it, or rules.yaml's ``notify: alert:`` does."""
     if "ignore" in actions:
         return False
+    if entry.suspicious:
+        # Phishing is reported in the digest; only a rule that asks may push it.
+        return "alert" in actions
     return (
         "alert" in actions
         or entry.severity in policy.alert_severities
