@@ -276,6 +276,8 @@ def render(e: Entry) -> bytes:
             msg[k] = v
     amazon_looking = is_amazon(domain) or e.kind == "phishing"
     put_body(msg, body, e.fmt, amazon_looking)
+    if msg.is_multipart():  # the stdlib picks a random boundary; ours must be reproducible
+        msg.set_boundary(f"=_{_hex(rng, 24)}")
     trace = trace_headers(e, sender, domain, sent, rng)
     head = "".join(f"{line}\n" for line in [*trace, *extra_from])
     return head.encode("utf-8") + msg.as_bytes(policy=default)
