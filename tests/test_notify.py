@@ -137,7 +137,8 @@ def test_suspicious_mail_is_never_presented_as_genuine(tmp_path, db, http):
         (False, [Action("alert")], "high", 1),
         (True, [Action("alert")], "critical", 0),  # history: stored, not pushed
         (False, [Action("digest")], "normal", 0),
-        (False, [Action("digest")], "critical", 1),  # critical goes out by default
+        (False, [Action("digest")], "critical", 0),  # the rules chose the digest
+        (False, [], "critical", 1),  # no choice made: critical goes out by default
         (False, [Action("ignore")], "critical", 0),
     ],
 )

@@ -18,8 +18,8 @@ its mail type, and the extra tags rules.yaml routes to them.
 rules.yaml's ``notify:`` section (all keys optional)::
 
     notify:
-      alert:                        # pushed as soon as the mail arrives
-        severities: [critical]
+      alert:                        # for verdicts whose rules chose neither alert nor
+        severities: [critical]      # digest (rules.yaml's ``defaults:`` usually decide)
         types: [message_blocked]
       route:                        # extra Apprise tags by severity or type
         critical: [phone]
@@ -490,17 +490,17 @@ def _ignored(verdict: Verdict) -> bool:
 
 
 def wants_alert(entry: digests.Entry, actions: Sequence[str], policy: NotifyPolicy) -> bool:
-    """Pushed at once: the verdict asked for it, or rules.yaml's ``notify: alert:`` does."""
-    if "ignore" in actions:
+    """Pushed at once: the verdict asked for it.
+
+    The rules (their ``defaults:`` and each rule's actions) decide between alert and
+    digest; ``notify: alert:`` only speaks for a verdict that chose neither, and never
+    for suspected phishing, which the digest reports.
+    """
+    if "alert" in actions:
+        return True
+    if "ignore" in actions or "digest" in actions or entry.suspicious:
         return False
-    if entry.suspicious:
-        # Phishing is reported in the digest; only a rule that asks may push it.
-        return "alert" in actions
-    return (
-        "alert" in actions
-        or entry.severity in policy.alert_severities
-        or entry.type in policy.alert_types
-    )
+    return entry.severity in policy.alert_severities or entry.type in policy.alert_types
 
 
 def _queue_alert(conn: sqlite3.Connection, row_id: int, now: datetime) -> None:
