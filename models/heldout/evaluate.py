@@ -142,8 +142,12 @@ def report(cases: Sequence[Case]) -> str:
     out += [f"  MISSED {c.file}: suspicious={c.verdict.suspicious} amazon={c.verdict.amazon}"
             for c in suspicious_misses(cases)]
     out += [f"  FALSE ALARM {c.file} ({'Amazon' if c.from_amazon else 'not Amazon'}): "
-            f"{c.verdict.reasons[-1] if c.verdict.reasons else ''}" for c in false_alarms(cases)]
+            f"{why_suspicious(c.verdict)}" for c in false_alarms(cases)]
     return "\n".join(out)
+
+
+def why_suspicious(verdict: Verdict) -> str:
+    return next((r for r in verdict.reasons if r.startswith("suspicious:")), "")
 
 
 def per_type(cases: Sequence[Case]) -> str:
