@@ -8,7 +8,7 @@ rerun reproduces the committed files byte for byte.
     python models/heldout/build.py
 
 Sheet format: an entry starts with ``@@ <type> <severity> <lang> <format> [key=value ...]``
-(format: text, qp, b64, html, alt, alt-b64), then its headers, a blank line and the
+(format: text, qp, b64, html, html-b64, alt, alt-b64), then its headers, a blank line and the
 body. Keys: ``kind=phishing``, ``auth=pass|own|fail|lower|ses|none|softfail``,
 ``year=YYYY``. Placeholders: ``{oid}``, ``{oid2}``, ``{asin}``, ``{fba}``,
 ``{alias}``, ``{date}``, ``{amount}`` (filled per mail from the seeded generator).
@@ -329,6 +329,8 @@ def put_body(msg: EmailMessage, body: str, fmt: str, amazon: bool) -> None:
         msg.set_content(body, cte="base64")
     elif fmt == "html":
         msg.set_content(html, subtype="html", cte="quoted-printable")
+    elif fmt == "html-b64":
+        msg.set_content(html, subtype="html", cte="base64")
     elif fmt == "alt":
         msg.set_content(body, cte="quoted-printable")
         msg.add_alternative(html, subtype="html", cte="quoted-printable")
