@@ -126,7 +126,8 @@ def entry(meta: str, raw: str) -> Entry:
     head, _, body = raw.partition("\n\n")
     headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":")
                                                        for line in head.splitlines())]
-    return Entry(*words[:4], headers=headers, body=body.rstrip() + "\n", options=options)
+    kind, severity, lang, fmt = words[:4]
+    return Entry(kind, severity, lang, fmt, headers, body.rstrip() + "\n", options)
 
 
 def name_files(entries: list[Entry]) -> None:
