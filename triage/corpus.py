@@ -442,6 +442,25 @@ def _store(rnd: random.Random) -> str:
     return f"{rnd.choice(STORE_WORDS)} {rnd.choice(STORE_KINDS)}"
 
 
+def _percent(value: float, lang: str) -> str:
+    """A percentage as the language writes it: 7.9% (en), 7,9 % (de, fr, es), 7,9% (it)."""
+    number = f"{value:g}"
+    if lang == "en":
+        return f"{number}%"
+    number = number.replace(".", ",")
+    return f"{number}%" if lang == "it" else f"{number}\u202f%" if lang == "fr" else f"{number} %"
+
+
+STARS_BY_SEVERITY = {"high": (1, 2), "normal": (3,), "low": (4, 5)}
+
+
+def star_values(rnd: random.Random, family: Family) -> dict[str, str]:
+    """A feedback family's stars follow its severity: 1-2 negative, 3 neutral, 4-5 positive."""
+    choices = STARS_BY_SEVERITY.get(family.severity, (1, 2, 3, 4, 5))
+    stars = rnd.choice(choices) if family.type == "feedback" else rnd.randint(1, 5)
+    return {"stars": str(stars), "star_glyphs": "★" * stars + "☆" * (5 - stars)}
+
+
 def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]:
     """One mail's worth of consistent slot values (the buyer, the order, the marketplace)."""
     tld = rnd.choice(TLDS[lang])
@@ -451,7 +470,14 @@ def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]
     days = rnd.choice([2, 3, 5, 7, 10, 14, 17, 30])
     order_id = _order_id(rnd)
     store = _store(rnd)
-    rate = rnd.choice([1.2, 1.6, 2.3, 3.1, 4.8, 5.6, 7.9, 11.4])
+    # Metrics where lower is better (ODR, late shipment, cancellation, late response):
+    # {rate} is above its {target}, {good_rate} back below it. Valid tracking is the
+    # other way round: {tracking_rate} below its {min_target}.
+    target = rnd.choice([1.0, 2.5, 4.0, 10.0])
+    rate = round(target * rnd.uniform(1.2, 3.0), 1)
+    good_rate = round(target * rnd.uniform(0.2, 0.8), 1)
+    min_target = rnd.choice([95.0, 98.0])
+    tracking_rate = round(min_target - rnd.uniform(2.0, 15.0), 1)
     values = {
         "tld": tld,
         "marketplace": f"Amazon.{tld}",
@@ -469,8 +495,11 @@ def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]
         "date": _date(rnd, sent - timedelta(days=rnd.randint(0, 20)), lang, tld),
         "deadline_date": _date(rnd, sent + timedelta(days=days), lang, tld),
         "days": str(days),
-        "rate": f"{rate}%",
-        "target": rnd.choice(["1%", "2.5%", "4%", "< 1%", "95%"]),
+        "rate": _percent(rate, lang),
+        "good_rate": _percent(good_rate, lang),
+        "target": _percent(target, lang),
+        "tracking_rate": _percent(tracking_rate, lang),
+        "min_target": _percent(min_target, lang),
         "tracking": rnd.choice(
             [
                 "1Z" + _alnum(rnd, 16),
@@ -480,7 +509,6 @@ def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]
         ),
         "carrier": rnd.choice(CARRIERS[lang]),
         "quantity": str(rnd.choice([1, 1, 2, 3, 5, 12, 24, 48, 150, 320])),
-        "stars": str(rnd.randint(1, 5)),
         "alias": _alnum(rnd, 14, string.ascii_lowercase + string.digits) + rnd.choice("ghkmnp"),
     }
     path = rnd.choice(SC_PATHS).format(order_id=order_id)
@@ -489,8 +517,10 @@ def slot_values(rnd: random.Random, lang: str, sent: datetime) -> dict[str, str]
 
 
 def fill(template: str, values: dict[str, str], rnd: random.Random) -> str:
-    """Pick every ``[[a|b]]`` alternative, then fill every ``{slot}``."""
-    text = CHOICE.sub(lambda m: rnd.choice(m.group(1).split("|")), template)
+    """Pick every ``[[a|b]]`` alternative (innermost first, so they nest), then fill slots."""
+    text, picked = template, 1
+    while picked:
+        text, picked = CHOICE.subn(lambda m: rnd.choice(m.group(1).split("|")), text)
     return SLOT.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
@@ -623,7 +653,8 @@ def _sender(raw: str, genuine: bool, tld: str) -> tuple[str, str]:
 
 
 def _footer(family: Family, rnd: random.Random, amazon: bool, year: int) -> str:
-    if not (family.footer and amazon):
+    # A relayed buyer message carries the buyer's words, not Seller Central's footers.
+    if not (family.footer and amazon) or family.type == "buyer_message":
         return ""
     picks = rnd.sample(FOOTERS[family.lang], k=rnd.randint(1, 3))
     return "\n".join(picks).replace("{year}", str(year))
@@ -642,7 +673,7 @@ def _set_body(msg: EmailMessage, family: Family, text: str, html_body: str, cte:
 def render_mail(family: Family, index: int, rnd: random.Random) -> bytes:
     """One raw RFC 5322 message of ``family``."""
     sent = BASE_DATE + timedelta(days=rnd.randint(0, 500), seconds=rnd.randint(0, 86399))
-    values = slot_values(rnd, family.lang, sent)
+    values = slot_values(rnd, family.lang, sent) | star_values(rnd, family)
     name, address = _sender(
         fill(rnd.choice(family.senders), values, rnd), family.genuine, values["tld"]
     )
