@@ -127,45 +127,11 @@ class Notifier(Protocol):
         ...
 
 
-class _NotifyModule:
-    """Binds :mod:`triage.notify` lazily, so importing sync never imports Apprise."""
-
-    def after_verdict(
-        self,
-        conn: sqlite3.Connection,
-        row_id: int,
-        message: Message,
-        verdict: Verdict,
-        *,
-        history: bool,
-        now: datetime,
-    ) -> None:
-        from triage import notify
-
-        notify.after_verdict(conn, row_id, message, verdict, history=history, now=now)
-
-    def notify_operator(
-        self, db: Database | sqlite3.Connection, text: str, now: datetime
-    ) -> None:
-        from triage import notify
-
-        notify.notify_operator(db, text, now)
-
-    def open_clock_rows(self, conn: sqlite3.Connection) -> Sequence[Any]:
-        from triage import notify
-
-        return notify.open_clock_rows(conn)
-
-    def mark_answered(
-        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
-    ) -> None:
-        from triage import notify
-
-        notify.mark_answered(conn, row_ids, now)
-
-
 def default_notifier() -> Notifier:
-    return _NotifyModule()
+    """The hooks of :mod:`triage.notify`; the module itself implements them."""
+    from triage import notify
+
+    return notify
 
 
 # -- values --------------------------------------------------------------------------------
