@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import mailbox
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from triage.pipeline import Pipeline
 
 BATCH = 512
-MAIL_SUFFIXES = {".eml", ".msg", ".txt", ""}
+MAIL_SUFFIXES = {".eml", ".msg", ".mbox"}
+# A header field name and colon, or an mbox separator, opens a file that holds mail.
+MAIL_START = re.compile(rb"^(From |[\x21-\x39\x3b-\x7e]+:)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ def is_mbox(path: Path) -> bool:
         return handle.read(5) == b"From "
 
 
+def looks_like_mail(path: Path) -> bool:
+    """Files in a folder without a mail suffix (Maildir, exports) count when they open
+    like mail; a LICENSE or README beside them does not."""
+    try:
+        with path.open("rb") as handle:
+            return MAIL_START.match(handle.read(200)) is not None
+    except OSError:
+        return False
+
+
 def read_mbox(path: Path) -> Iterator[Source]:
     box = mailbox.mbox(path, create=False)
     try:
@@ -55,7 +68,7 @@ def read_path(path: Path) -> Iterator[Source]:
     """Every message under ``path``; raises :class:`TriageError` for a path that is not there."""
     if path.is_dir():
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            if child.suffix.lower() in MAIL_SUFFIXES or child.suffix.lower() == ".mbox":
+            if child.suffix.lower() in MAIL_SUFFIXES or looks_like_mail(child):
                 yield from read_file(child)
     elif path.is_file():
         yield from read_file(path)
