@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from triage import corpus, model, taxonomy
+from triage import corpus, model, signals, taxonomy
 from triage.errors import ModelError, TriageError
 from triage.message import parse
 from triage.settings import PROJECT_ROOT
@@ -305,3 +305,86 @@ def test_copied_model_dir_loads(tmp_path: Path, shipped: model.Classifier) -> No
     for name in (model.MODEL_FILE, model.METADATA_FILE):
         shutil.copy(PROJECT_ROOT / "models" / name, tmp_path / name)
     assert model.Classifier.load(tmp_path).metadata["labels"]["types"] == list(taxonomy.TYPES)
+
+
+# --- the concept lexicon ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "stars"),
+    [
+        ("Rating: 1 out of 5", 1),
+        ("The buyer rated you 2/5", 2),
+        ("★★☆☆☆ Disappointing", 2),
+        ("★★★★★", 5),
+        ("Rating: 3", 3),
+        ("Bewertung mit 2 Sternen", 2),
+        ("hat Sie mit 4 von 5 Sternen bewertet", 4),
+        ("une évaluation de 2 étoiles", 2),
+        ("un feedback da 1 stella", 1),
+        ("ti ha dato 3 stelle su 5", 3),
+        ("una valoración de 5 estrellas", 5),
+        ("A customer rated it two stars", 2),
+        ("Thanks for your order 112-3344556-7788990", None),
+    ],
+)
+def test_star_rating_is_read_in_five_languages(text: str, stars: int | None) -> None:
+    assert signals.star_rating(text) == stars
+
+
+@pytest.mark.parametrize(
+    ("stars", "bucket"), [(1, "stars_low"), (2, "stars_low"), (3, "stars_mid"), (5, "stars_high")]
+)
+def test_stars_fall_into_the_severity_buckets(stars: int, bucket: str) -> None:
+    assert signals.star_bucket(stars) == bucket
+
+
+@pytest.mark.parametrize(
+    ("text", "concept"),
+    [
+        ("Your selling privileges have been deactivated", "suspended"),
+        ("Ihr Verkäuferkonto wurde deaktiviert", "suspended"),
+        ("Votre compte vendeur a été suspendu", "suspended"),
+        ("Il tuo account è a rischio di disattivazione", "at_risk"),
+        ("Tu cuenta ha sido reactivada", "reinstated"),
+        ("Your Order Defect Rate is above our target", "above_target"),
+        ("Ihre Quote mangelhafter Bestellungen", "metric"),
+        ("Il reclamo è stato chiuso a tuo favore", "decided_favour"),
+        ("La réclamation a été accordée en faveur de l'acheteur", "against_seller"),
+        ("A chargeback was filed by the card issuer", "chargeback"),
+        ("Wir haben eine Rückbuchung erhalten", "chargeback"),
+        ("Hemos eliminado tu oferta por infringir la política", "action_taken"),
+        ("Es wurden noch keine Angebote entfernt", "not_removed"),
+        ("A rights owner reported a trademark infringement", "ip_complaint"),
+        ("Please ship this order today", "ship_today"),
+        ("El pedido está retrasado", "overdue"),
+        ("Your removal order has shipped", "removal_order"),
+        ("Frais de stockage de longue durée", "storage_fee"),
+        ("Il metodo di pagamento è stato rifiutato", "declined"),
+        ("Fondos retenidos en reserva", "on_hold"),
+        ("Ihre Nachricht konnte nicht zugestellt werden", "not_delivered"),
+        ("Iscriviti al nostro webinar gratuito", "webinar_event"),
+        ("Your package is arriving tomorrow", "own_purchase"),
+        ("Nous avons approuvé votre demande de remboursement SAFE-T", "approved"),
+    ],
+)
+def test_phrases_name_their_concept(text: str, concept: str) -> None:
+    assert concept in signals.concepts(signals.normalise(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "absent"),
+    [
+        ("No listings have been removed yet", "listing_removed"),
+        ("You will not be debited for this claim", "against_seller"),
+        ("Your late shipment rate is now below the target", "above_target"),
+        ("Your claim was not approved", "approved"),
+    ],
+)
+def test_negated_phrases_do_not_name_the_concept(text: str, absent: str) -> None:
+    assert absent not in signals.concepts(signals.normalise(text))
+
+
+def test_signal_tokens_mark_the_subject_apart() -> None:
+    tokens = signals.signal_tokens("Account deactivated", "Rating: 2 out of 5").split()
+    assert {"c:suspended", "s:suspended", "c:stars_low"} <= set(tokens)

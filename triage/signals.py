@@ -20,7 +20,7 @@ import re
 import unicodedata
 
 # Readable text beyond this rarely changes what a notice is about (footers, legal text).
-SIGNAL_CAP = 1800
+SIGNAL_CAP = 1500
 
 # concept -> alternatives (accent-free, lower case). Order does not matter.
 LEXICON: dict[str, tuple[str, ...]] = {
@@ -84,6 +84,20 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"volver a vender",
         r"puedes vender de nuevo",
     ),
+    # Buyer messages left unanswered: the late-response warning (account health, high).
+    "unanswered": (
+        r"unanswered",
+        r"(did not|didn.t) (get|receive) an? (answer|response|reply)",
+        r"waited more than \d+ hours",
+        r"not answered",
+        r"nicht (innerhalb|rechtzeitig) [\w ]{0,20}beantwortet",
+        r"unbeantwortet",
+        r"sans reponse",
+        r"senza risposta",
+        r"non hanno ricevuto risposta",
+        r"sin respuesta",
+        r"no (han )?recibido respuesta",
+    ),
     # Verification with a deadline is critical: missing it suspends the account.
     "verification": (
         r"verif",
@@ -120,6 +134,13 @@ LEXICON: dict[str, tuple[str, ...]] = {
     ),
     # A performance metric by name: account health, not an order or a claim.
     "metric": (
+        r"quote (mangelhafter|verspateter|gultiger|der|von)",
+        r"stornoquote",
+        r"respuestas? tardias?",
+        r"reponses? tardives?",
+        r"risposte in ritardo",
+        r"verspatete[nr]? antworten",
+        r"antwortquote",
         r"order defect rate",
         r"\bodr\b",
         r"late (shipment|dispatch) rate",
@@ -187,6 +208,17 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"no (cumple|alcanza)",
         r"por debajo del? (objetivo|umbral)",
     ),
+    # A metric back under its target: improved, and not above target any more.
+    "back_in_target": (
+        r"now (within|below|under|meets|meeting)",
+        r"back (within|below|under|in|on|to)",
+        r"wieder (unter|im|innerhalb)",
+        r"(repasse|de nouveau|a nouveau) (sous|dans)",
+        r"est repasse sous",
+        r"tornat[oa] (sotto|nei|entro|nel)",
+        r"vuelve a estar (por debajo|dentro|en)",
+        r"de nuevo (por debajo|dentro)",
+    ),
     # An improvement or a metric back in target is normal, never critical.
     "improved": (
         r"improved",
@@ -217,6 +249,22 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"enhorabuena",
         r"felicidades",
         r"felicitaciones",
+    ),
+    # An appeal accepted or an issue resolved lowers the stakes: normal.
+    "resolved": (
+        r"resolved",
+        r"(appeal|request) (was |has been )?accepted",
+        r"(we )?accepted (it|your appeal)",
+        r"no longer counts?",
+        r"removed the violation",
+        r"gelost",
+        r"(einspruch|antrag) [\w ]{0,20}(angenommen|akzeptiert)",
+        r"resolu",
+        r"(appel|recours) [\w ]{0,20}accepte",
+        r"risolt",
+        r"ricorso [\w ]{0,20}accolto",
+        r"resuelt",
+        r"apelacion [\w ]{0,20}aceptada",
     ),
     "plan_of_action": (
         r"plan of action",
@@ -282,6 +330,14 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"(peut|peuvent|pourrait|pourraient) (entrainer|conduire)",
         r"(puo|possono|potrebbe|potrebbero) (comportare|portare)",
         r"(puede|pueden|podria|podrian) (provocar|conllevar|dar lugar|llevar)",
+    ),
+    # "Your listings may be removed": a threat, so the removal is not (yet) a fact.
+    "may_be_removed": (
+        r"(may|could|might|will|can) (also )?be (removed|deactivated|suspended|blocked|suppressed)",
+        r"(konnen|kann|konnten?|wird|werden) [\w ]{0,30}(entfernt|deaktiviert|gesperrt) werden",
+        r"(peut|peuvent|pourrait|pourraient) etre (supprime|retire|desactive|bloque)",
+        r"(puo|possono|potrebbe|potrebbero) essere (rimoss|disattivat|bloccat|sospes)",
+        r"(puede|pueden|podria|podrian) ser (eliminad|retirad|desactivad|bloquead)",
     ),
     "urgent": (
         r"urgent",
@@ -574,6 +630,21 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"\bfalta",
         r"incomplet",
     ),
+    # A listing hidden from search until its data is fixed: an inventory chore (normal).
+    "search_suppressed": (
+        r"not (searchable|discoverable|visible)",
+        r"hidden from search",
+        r"suppressed from search",
+        r"searchable again",
+        r"(add|fix|correct|edit) the (missing|listing|detail)",
+        r"invalid (value|weight|attribute|image)",
+        r"nicht (auffindbar|durchsuchbar|sichtbar)",
+        r"plus visible",
+        r"introuvable",
+        r"non (e )?(ricercabile|visibile)",
+        r"no (es )?visible",
+        r"no aparece en (la )?busqueda",
+    ),
     "warning": (
         r"warning",
         r"\bwarn",
@@ -779,7 +850,7 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"envios? entrante",
         r"centro (logistico|de logistica)",
         r"problem",
-        r"issue",
+        r"issues?\b",
         r"damaged",
         r"beschadigt",
         r"endommage",
@@ -1187,8 +1258,38 @@ LEXICON: dict[str, tuple[str, ...]] = {
         r"calificacion",
         r"opinion",
     ),
-    "negative": (r"negati",),
-    "positive": (r"positi",),
+    "negative": (
+        r"poor(ly)?\b",
+        r"awful",
+        r"terrible",
+        r"disappoint",
+        r"schlecht",
+        r"enttausch",
+        r"mauvais",
+        r"decevant",
+        r"pessim",
+        r"scarso",
+        r"delus",
+        r"malo\b",
+        r"mala\b",
+        r"pesim",
+        r"decepcion",
+        r"negati",
+    ),
+    "positive": (
+        r"excellent",
+        r"happy",
+        r"great (seller|service|job)",
+        r"hervorragend",
+        r"ausgezeichnet",
+        r"zufrieden",
+        r"satisfait",
+        r"eccellente",
+        r"soddisfatt",
+        r"excelente",
+        r"satisfech",
+        r"positi",
+    ),
     "neutral": (r"neutr",),
     "feedback_removal": (
         r"struck through",
@@ -1215,10 +1316,13 @@ STAR_WORDS = {
     "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5,
 }  # fmt: skip
 _NUMBER = r"(\d|" + "|".join(sorted(STAR_WORDS, key=len, reverse=True)) + r")"
+# The distinctive part is searched for first and the number read just before it, since a
+# pattern that starts with a number would be tried at every position of every mail.
 # "4 out of 5", "2/5", "2 von 5 Sternen", "3 sur 5", "1 su 5", "2 de 5"
-STAR_OUT_OF = re.compile(_NUMBER + r"(?:[.,]0)? ?(?:out of|/|von|sur|su|de) ?5\b")
+STAR_OUT_OF = re.compile(r"(?:out of|/|von|sur|su|de) ?5\b")
 # "2 stars", "1-star", "2 Sterne", "2 étoiles", "2 stelle", "2 estrellas"
-STAR_COUNT = re.compile(_NUMBER + r"[ -]?(?:stars?|sterne?n?|etoiles?|stelle|stella|estrellas?)\b")
+STAR_COUNT = re.compile(r"(?:stars?|sterne?n?|etoiles?|stelle|stella|estrellas?)\b")
+NUMBER_BEFORE = re.compile(r"\b" + _NUMBER + r"(?:[.,]0)?[ -]?$")
 # "Rating: 2", "Bewertung: 4", "Note : 3", "Valutazione: 1", "Puntuación: 5"
 STAR_FIELD = re.compile(
     r"(?:rating|bewertung|note|valutazione|puntuacion|calificacion|valoracion|sterne|stars)"
@@ -1234,29 +1338,35 @@ def star_bucket(stars: int) -> str:
     return "stars_mid" if stars == 3 else "stars_high"
 
 
-def _star_value(match: re.Match[str]) -> int | None:
-    word = match.group(1)
+def _star_value(word: str) -> int | None:
     value = int(word) if word.isdigit() else STAR_WORDS.get(word, 0)
     return value if 1 <= value <= 5 else None
 
 
-def star_rating(text: str) -> int | None:
-    """The star rating a mail states, if it states one (text is raw, not normalised)."""
-    glyphs = STAR_GLYPHS.search(text)
-    if glyphs:
-        return glyphs.group(0).count("★") or None
-    low = normalise(text)
-    for pattern in (STAR_OUT_OF, STAR_COUNT, STAR_FIELD):
+def star_rating(text: str, normalised: str | None = None) -> int | None:
+    """The star rating a mail states, if it states one."""
+    if "★" in text or "☆" in text:
+        glyphs = STAR_GLYPHS.search(text)
+        if glyphs:
+            return glyphs.group(0).count("★") or None
+    low = normalise(text) if normalised is None else normalised
+    for pattern in (STAR_OUT_OF, STAR_COUNT):
         for match in pattern.finditer(low):
-            value = _star_value(match)
+            number = NUMBER_BEFORE.search(low, max(0, match.start() - 12), match.start())
+            value = _star_value(number.group(1)) if number else None
             if value is not None:
                 return value
+    for match in STAR_FIELD.finditer(low):
+        value = _star_value(match.group(1))
+        if value is not None:
+            return value
     return None
 
 
 LEADING_GROUP = re.compile(r"^\(([^()]*)\)(\??)")
-WORD = re.compile(r"[a-z0-9]+")
 KEY_SIZE = 3
+# The first letters of every word, where the word starts: the keys of the index.
+WORD_KEY = re.compile(r"(?<![a-z0-9])[a-z0-9]{1,3}")
 
 
 def expand(alternative: str) -> list[str]:
@@ -1287,12 +1397,16 @@ def anchor(alternative: str) -> str:
 
 
 def _index(lexicon: dict[str, tuple[str, ...]]) -> dict[str, list[tuple[str, re.Pattern[str]]]]:
-    index: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    """Per index key, one pattern per concept joining that concept's alternatives."""
+    spelled: dict[str, dict[str, list[str]]] = {}
     for name, alternatives in lexicon.items():
         for alternative in alternatives:
-            for spelled in expand(alternative):
-                index.setdefault(anchor(spelled), []).append((name, re.compile(spelled)))
-    return index
+            for spelling in expand(alternative):
+                spelled.setdefault(anchor(spelling), {}).setdefault(name, []).append(spelling)
+    return {
+        key: [(name, re.compile("|".join(f"(?:{s})" for s in alts))) for name, alts in by.items()]
+        for key, by in spelled.items()
+    }
 
 
 # Each alternative is tried only where a word starting with its first letters begins:
@@ -1303,7 +1417,9 @@ _STRIP = str.maketrans({"’": "'", "ß": "ss", "œ": "oe", "æ": "ae"})
 
 def normalise(text: str) -> str:
     """Lower case, accents stripped, apostrophes and spaces folded."""
-    text = unicodedata.normalize("NFKD", text.lower().translate(_STRIP))
+    text = text.lower()
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text.translate(_STRIP))
     return " ".join(text.encode("ascii", "ignore").decode("ascii").split())
 
 
@@ -1311,19 +1427,27 @@ def normalise(text: str) -> str:
 SUPPRESSES = {
     "not_removed": ("action_taken", "listing_removed"),
     "no_impact": ("against_seller",),
+    "may_be_removed": ("listing_removed",),
+    "back_in_target": ("above_target",),
 }
 
 
 def concepts(text: str) -> set[str]:
     """The concepts a normalised text mentions."""
     starts: dict[str, list[int]] = {}
-    for word in WORD.finditer(text):
-        starts.setdefault(word.group(0)[:KEY_SIZE], []).append(word.start())
+    for word in WORD_KEY.finditer(text):
+        key = word.group()
+        if key in INDEX:
+            starts.setdefault(key, []).append(word.start())
     found: set[str] = set()
     for key, positions in starts.items():
-        for name, pattern in INDEX.get(key, ()):
-            if name not in found and any(pattern.match(text, pos) for pos in positions):
-                found.add(name)
+        for name, pattern in INDEX[key]:
+            if name in found:
+                continue
+            for pos in positions:
+                if pattern.match(text, pos):
+                    found.add(name)
+                    break
     for name, negated in SUPPRESSES.items():
         if name in found:
             found.difference_update(negated)
@@ -1334,10 +1458,11 @@ def signal_tokens(subject: str, body: str) -> str:
     """Concept tokens: ``c:X`` anywhere, ``s:X`` in the subject, and the star bucket."""
     subject_n = normalise(subject)
     body_n = normalise(body[:SIGNAL_CAP])
-    found = concepts(subject_n + " \n " + body_n)
-    tokens = [f"c:{name}" for name in sorted(found)]
-    tokens += [f"s:{name}" for name in sorted(concepts(subject_n))]
-    stars = star_rating(subject + "\n" + body[:SIGNAL_CAP])
+    in_subject = concepts(subject_n)
+    tokens = [f"c:{name}" for name in sorted(in_subject | concepts(body_n))]
+    tokens += [f"s:{name}" for name in sorted(in_subject)]
+    text = f"{subject}\n{body[:SIGNAL_CAP]}"
+    stars = star_rating(text, f"{subject_n}\n{body_n}")
     if stars is not None:
         tokens.append(f"c:{star_bucket(stars)}")
     return " ".join(tokens) or "c:none"
