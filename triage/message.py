@@ -51,6 +51,18 @@ NESTED_MESSAGES = frozenset(("message/rfc822", "message/global", "message/extern
 MAX_HREFS = 500
 MAX_ADDRESS_CHARS = 2_000
 
+# The mailbox forms nearly every sender writes, in plain ASCII: ``"Name" <addr>``,
+# ``Name <addr>``, ``<addr>`` and a bare ``addr``. They are read here directly, as
+# the stdlib and mail-parser would read them; anything else (encoded words,
+# comments, groups, escapes, several mailboxes) goes to mail-parser's helper.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_ADDR_SPEC = rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+SIMPLE_MAILBOX = re.compile(
+    rf'[ \t]*(?:(?:"(?P<quoted>[^"\\\x00-\x1f\x7f]*)"|(?P<phrase>{_ATEXT}(?:[ \t]+{_ATEXT})*))'
+    rf"[ \t]*)?<(?P<angle>{_ADDR_SPEC})>[ \t]*"
+    rf"|[ \t]*(?P<bare>{_ADDR_SPEC})[ \t]*"
+)
+
 RELAY_NAME = re.compile(r"^\s*(?P<name>.+?)\s+-\s+Amazon\s+Marketplace\s*$", re.IGNORECASE)
 SUBJECT_BUYER = re.compile(
     r"(?:from\s+Amazon\s+customer|von\s+Amazon[-\s]Kund(?:e|in)|"
@@ -100,6 +112,7 @@ _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _HTML_PARSER = etree.HTMLParser(
     remove_comments=True, remove_pis=True, no_network=True, recover=True, default_doctype=False
 )
+_HREFS = etree.XPath("//a/@href", smart_strings=False)
 
 
 @dataclass(frozen=True)
@@ -231,7 +244,8 @@ def _build(mime: email.message.Message, size: int) -> Message:
     subject = _header(headers, "subject")
     text, hrefs = _body(mime)
     blob = f"{subject}\n{text}"
-    urls = {u: _host(u) for u in [*hrefs, *URL.findall(text)][:MAX_HREFS]}
+    # Footers repeat the same few links many times: each distinct URL is read once.
+    urls = {u: _host(u) for u in dict.fromkeys([*hrefs, *URL.findall(text)][:MAX_HREFS])}
     links = tuple(u for u, host in urls.items() if _is_seller_central(u, host))[:MAX_LINKS]
     marketplace_id = _header(headers, "x-marketplace-id")
     return Message(
@@ -280,11 +294,27 @@ def _unfold(value: str) -> str:
 def _first_address(values: list[str] | None) -> tuple[str, str]:
     if not values:
         return "", ""
+    simple = _simple_mailbox(values[0])
+    if simple:
+        display, address = simple
+        return _unfold(display if display != address else ""), address.lower()
     for display, address in get_addresses(values[0], decode_names=True):
         if address:
             return _unfold(display if display != address else ""), address.strip().lower()
     # No parsable mailbox: keep the words so trust can still see "Amazon" in them.
     return _unfold(decode_header_part(values[0])), ""
+
+
+def _simple_mailbox(value: str) -> tuple[str, str] | None:
+    """``(display name, address)`` of a header in one of the common forms, else None."""
+    if not value.isascii() or "=?" in value:
+        return None
+    found = SIMPLE_MAILBOX.fullmatch(value)
+    if not found:
+        return None
+    quoted, phrase, angle, bare = found.group("quoted", "phrase", "angle", "bare")
+    name = quoted if quoted is not None else " ".join((phrase or "").split())
+    return name, angle or bare
 
 
 def _addresses(headers: Headers, name: str) -> str:
@@ -293,6 +323,9 @@ def _addresses(headers: Headers, name: str) -> str:
     values = headers.get(name)
     if not values:
         return ""
+    simple = _simple_mailbox(values[0][:MAX_ADDRESS_CHARS])
+    if simple:
+        return simple[1].lower()
     found = getaddresses([values[0][:MAX_ADDRESS_CHARS]])
     return ", ".join(dict.fromkeys(a.lower() for _, a in found if "@" in a))
 
@@ -315,12 +348,14 @@ def _body(mime: email.message.Message) -> tuple[str, list[str]]:
         content = _decode_part(part)
         if content:
             (html if part.get_content_subtype() == "html" else plain).append(content)
-    hrefs: list[str] = []
-    html_text = ""
-    if html:
-        html_text, hrefs = html_to_text("\n".join(html))
-    text = "\n".join(plain).strip() or html_text
-    return _tidy(text), hrefs
+    text = "\n".join(plain).strip()
+    if not html:
+        return _tidy(text), []
+    if text:  # the plain part is the text; the HTML part still gives its links
+        return _tidy(text), html_hrefs("\n".join(html))
+    html_text, hrefs = html_to_text("\n".join(html))
+    # html_to_text tidied it already; only a cut at the length cap can leave a space.
+    return html_text.rstrip(), hrefs
 
 
 def _text_parts(mime: email.message.Message) -> Iterator[email.message.Message]:
@@ -349,25 +384,38 @@ def _decode_part(part: email.message.Message) -> str:
             return payload.decode("cp1252", errors="replace")
 
 
+def html_hrefs(html: str) -> list[str]:
+    """The hrefs an HTML body links to, as :func:`html_to_text` finds them."""
+    root = _html_root(html)
+    if root is None:
+        return []
+    etree.strip_elements(root, *SKIP_TAGS, with_tail=False)
+    return [h.strip() for h in _HREFS(root)[:MAX_HREFS]]
+
+
+def _html_root(html: str) -> etree._Element | None:
+    html = html[:MAX_HTML_CHARS]
+    if not html.strip():
+        return None
+    try:
+        return etree.fromstring(html, _HTML_PARSER)
+    except (etree.LxmlError, ValueError):
+        return None
+
+
 def html_to_text(html: str) -> tuple[str, list[str]]:
     """Readable text of an HTML body and the hrefs it links to.
 
     Markup, styles, scripts and comments go; block elements become line breaks and
     table cells are separated by `` | `` so a table still reads row by row.
     """
-    html = html[:MAX_HTML_CHARS]
-    if not html.strip():
-        return "", []
-    try:
-        root = etree.fromstring(html, _HTML_PARSER)
-    except (etree.LxmlError, ValueError):
-        return "", []
+    root = _html_root(html)
     if root is None:
         return "", []
     # Everything below runs in lxml's C loops: marking blocks and cells in the tree
     # and serialising it as text is several times faster than walking it in Python.
     etree.strip_elements(root, *SKIP_TAGS, with_tail=False)
-    hrefs = [h.strip() for h in root.xpath("//a/@href")[:MAX_HREFS]]
+    hrefs = [h.strip() for h in _HREFS(root)[:MAX_HREFS]]
     for block in root.iter(*BLOCK_TAGS):
         if block.tag != "br":
             block.text = BREAK + block.text if block.text else BREAK
@@ -387,12 +435,13 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
     for char in ZERO_WIDTH:
         if char in text:
             text = text.replace(char, "")
-    lines: list[str] = []
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if line or (blank_lines and lines and lines[-1]):
-            lines.append(line)
-    return "\n".join(lines).strip()[:MAX_TEXT_CHARS]
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    if not blank_lines:
+        return "\n".join(line for line in lines if line).strip()[:MAX_TEXT_CHARS]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip()[:MAX_TEXT_CHARS]
 
 
 def find_order_ids(text: str) -> tuple[str, ...]:
