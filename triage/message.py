@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import lru_cache
@@ -35,6 +35,10 @@ from triage.taxonomy import AMAZON_DOMAINS
 ORDER_TAIL = re.compile(r"-\d{7}-\d{7}(?![\d-])")
 ASIN = re.compile(r"B0[0-9A-Z]{8}\b")
 URL = re.compile(r"https?://[^\s\"'<>()\[\]{}]+", re.IGNORECASE)
+# A header block the stdlib's parser would read as headers alone: ``Name: value``
+# lines, each maybe folded onto lines that start with a space or a tab.
+HEADER_BLOCK = re.compile(r"(?:[\041-\071\073-\176]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
+HEADER_FIELD = re.compile(r"([\041-\071\073-\176]+):([^\n]*(?:\n[ \t][^\n]*)*)\n")
 ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
 
 # Caps keep one huge mail from costing more than a normal one: notices say what
@@ -108,7 +112,7 @@ SKIP_TAGS = frozenset(("script", "style", "head", "noscript", "template", "svg")
 # A private-use character marks the line breaks the markup asks for, so the line
 # ends of the HTML source can become spaces, as a browser would show them.
 BREAK = "\ue000"
-_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+_HEADER_PARSER = HeaderParser(policy=compat32)
 _HTML_PARSER = etree.HTMLParser(
     remove_comments=True, remove_pis=True, no_network=True, recover=True, default_doctype=False
 )
@@ -179,12 +183,10 @@ def split_mime(
     """
     raw = raw.replace(b"\r\n", b"\n")
     head, body = _head_and_body(raw)
-    mime = _HEADER_PARSER.parsebytes(head)
+    mime, early = _parse_head(head)
     mime.set_default_type(default_type)
-    # A line that is no header ends the headers early; the parser kept the rest.
-    early = mime.get_payload()
-    if isinstance(early, str) and early:
-        body = early.encode("utf-8", "surrogateescape") + (b"\n" + body if body else b"")
+    if early:
+        body = early + (b"\n" + body if body else b"")
     if depth >= MAX_DEPTH:
         mime.set_payload(body.decode("ascii", "surrogateescape"))
         return mime
@@ -207,6 +209,26 @@ def _head_and_body(raw: bytes) -> tuple[bytes, bytes]:
     if end < 0:
         return raw, b""
     return raw[: end + 1], raw[end + 2 :]
+
+
+def _parse_head(head: bytes) -> tuple[email.message.Message, bytes]:
+    """The headers as the stdlib's parser reads them, and what it found to be body.
+
+    A plain block of ``Name: value`` lines, nearly every mail's, is read with two
+    regular expressions; anything else (a stray line, an mbox ``From `` line, a
+    bare carriage return) goes to the stdlib's parser itself.
+    """
+    text = head.decode("ascii", "surrogateescape")
+    lines = text if text.endswith("\n") else text + "\n"
+    if not text or "\r" in text or not HEADER_BLOCK.fullmatch(lines):
+        mime = _HEADER_PARSER.parsestr(text)
+        # A line that is no header ends the headers early; the parser kept the rest.
+        early = mime.get_payload()
+        return mime, early.encode("utf-8", "surrogateescape") if isinstance(early, str) else b""
+    mime = email.message.Message(policy=compat32)
+    for name, value in HEADER_FIELD.findall(lines):
+        mime.set_raw(name, value.lstrip(" \t"))
+    return mime, b""
 
 
 def _split_parts(body: bytes, boundary: bytes) -> list[bytes]:
@@ -245,7 +267,7 @@ def _build(mime: email.message.Message, size: int) -> Message:
     text, hrefs = _body(mime)
     blob = f"{subject}\n{text}"
     # Footers repeat the same few links many times: each distinct URL is read once.
-    urls = {u: _host(u) for u in dict.fromkeys([*hrefs, *URL.findall(text)][:MAX_HREFS])}
+    urls = {u: _host(u) for u in dict.fromkeys([*hrefs, *find_urls(text)][:MAX_HREFS])}
     links = tuple(u for u, host in urls.items() if _is_seller_central(u, host))[:MAX_LINKS]
     marketplace_id = _header(headers, "x-marketplace-id")
     return Message(
@@ -442,6 +464,27 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     return text.strip()[:MAX_TEXT_CHARS]
+
+
+def find_urls(text: str) -> list[str]:
+    """What ``URL.findall(text)`` finds, found faster.
+
+    A pattern that starts with a case-blind ``https?`` makes the regex engine try
+    every position of the text; here ``str.find`` jumps from one ``://`` to the
+    next and the pattern is only tried where a URL could start.
+    """
+    found: list[str] = []
+    end = 0  # matches do not overlap: the next one starts after the last
+    at = text.find("://")
+    while at >= 0:
+        for start in (at - 5, at - 4):  # "https://" or "http://"
+            match = URL.match(text, start) if start >= end else None
+            if match:
+                found.append(match.group())
+                end = match.end()
+                break
+        at = text.find("://", max(at + 3, end))
+    return found
 
 
 def find_order_ids(text: str) -> tuple[str, ...]:
