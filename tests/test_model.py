@@ -388,3 +388,187 @@ def test_negated_phrases_do_not_name_the_concept(text: str, absent: str) -> None
 def test_signal_tokens_mark_the_subject_apart() -> None:
     tokens = signals.signal_tokens("Account deactivated", "Rating: 2 out of 5").split()
     assert {"c:suspended", "s:suspended", "c:stars_low"} <= set(tokens)
+
+
+# Hand-written in wording no family uses, in five languages: the type and the severity.
+UNSEEN_WITH_SEVERITY = [
+    pytest.param(
+        "Seller Performance <seller-performance@amazon.de>",
+        "Ihr Verkäuferkonto wurde deaktiviert",
+        (
+            "Guten Tag, wir haben Ihr Verkäuferkonto deaktiviert, weil die Quote "
+            "mangelhafter Bestellungen zu hoch ist. Sie können Einspruch einlegen, indem "
+            "Sie einen Aktionsplan einreichen."
+        ),
+        "account_health",
+        "critical",
+        id="account_health-critical-de",
+    ),
+    pytest.param(
+        "Amazon <atoz-guarantee-no-reply@amazon.fr>",
+        "Réclamation au titre de la garantie A à Z pour la commande 402-1234567-1234567",
+        (
+            "Bonjour, l'acheteur a déposé une réclamation. Veuillez répondre sous 3 jours "
+            "en indiquant les informations de suivi."
+        ),
+        "claim",
+        "critical",
+        id="claim-critical-fr",
+    ),
+    pytest.param(
+        "Amazon <atoz-guarantee-no-reply@amazon.it>",
+        "Decisione sul reclamo dalla A alla Z",
+        (
+            "Abbiamo esaminato il reclamo relativo all'ordine 403-1234567-1234567 e lo "
+            "abbiamo chiuso a tuo favore. Non ci sono conseguenze per il tuo account."
+        ),
+        "claim",
+        "normal",
+        id="claim-normal-it",
+    ),
+    pytest.param(
+        "Amazon <atoz-guarantee-no-reply@amazon.es>",
+        "Reclamación de la Garantía de la A a la Z resuelta",
+        (
+            "Hemos concedido la reclamación al comprador y el importe de 45,99 € se ha "
+            "cargado en tu cuenta de vendedor."
+        ),
+        "claim",
+        "high",
+        id="claim-high-es",
+    ),
+    pytest.param(
+        "Amazon <seller-notification@amazon.com>",
+        "You have new feedback",
+        (
+            "A buyer left feedback for order 111-2223334-4445556. Rating: 5 out of 5. "
+            "Comments: Great, quick delivery!"
+        ),
+        "feedback",
+        "low",
+        id="feedback-low-com",
+    ),
+    pytest.param(
+        "Amazon <seller-notification@amazon.de>",
+        "Neue Bewertung",
+        "Ein Käufer hat Ihnen 1 von 5 Sternen gegeben: Ware kam beschädigt an.",
+        "feedback",
+        "high",
+        id="feedback-high-de",
+    ),
+    pytest.param(
+        "Amazon <seller-notification@amazon.com>",
+        "Action required: ship order 112-3334445-5566677 today",
+        (
+            "This order must ship today to avoid a late shipment. Please confirm shipment "
+            "in Seller Central."
+        ),
+        "order",
+        "high",
+        id="order-high-com",
+    ),
+    pytest.param(
+        "Amazon Payments <payments-messages@amazon.co.uk>",
+        "We were unable to charge your credit card",
+        (
+            "We could not charge your card for your selling fees. Update your payment "
+            "method to avoid interruption."
+        ),
+        "payment",
+        "high",
+        id="payment-high-co.uk",
+    ),
+    pytest.param(
+        "Amazon <fba-noreply@amazon.com>",
+        "You have stranded inventory",
+        (
+            "150 units of SKU AB-12 are stranded because the listing is inactive. Fix the "
+            "listing or create a removal order."
+        ),
+        "inventory",
+        "high",
+        id="inventory-high-com",
+    ),
+    pytest.param(
+        "Amazon <seller-notification@amazon.com>",
+        "Your message to a buyer was not sent",
+        (
+            "Your message for order 113-1112223-3344556 was blocked because it contained an"
+            " external link."
+        ),
+        "message_blocked",
+        "high",
+        id="message_blocked-high-com",
+    ),
+    pytest.param(
+        "Amazon Seller Performance <seller-performance@amazon.com>",
+        "Policy Warning",
+        (
+            "We found that your listing B0ABCDEF12 violates our restricted products policy."
+            " No action has been taken on your listing yet, but further violations may "
+            "result in removal."
+        ),
+        "policy",
+        "high",
+        id="policy-high-com",
+    ),
+    pytest.param(
+        "Amazon Seller Performance <seller-performance@amazon.com>",
+        "Listing removed",
+        "We removed your listing B0ABCDEF12 because it violates our restricted products policy.",
+        "policy",
+        "critical",
+        id="policy-critical-com",
+    ),
+    pytest.param(
+        "Amazon Selling Partner <seller-news@amazon.com>",
+        "Join our free webinar on advertising",
+        "Learn how Sponsored Products campaigns can grow your sales. Register now.",
+        "marketing",
+        "low",
+        id="marketing-low-com",
+    ),
+    pytest.param(
+        "Amazon.com <shipment-tracking@amazon.com>",
+        'Your Amazon.com order of "USB cable" has shipped!',
+        "Hi Jane, your package is on its way and will arrive Thursday. Track your package.",
+        "other",
+        "low",
+        id="other-low-com",
+    ),
+    pytest.param(
+        "Amazon <order-update@amazon.es>",
+        "Solicitud de devolución para el pedido 405-1234567-1234567",
+        "El comprador ha solicitado la devolución del artículo. Motivo: no lo necesita.",
+        "return",
+        "normal",
+        id="return-normal-es",
+    ),
+    pytest.param(
+        "Seller Performance <seller-performance@amazon.fr>",
+        "Votre taux de défauts de commande dépasse notre objectif",
+        (
+            "Votre taux de défauts de commande est de 2,3 %, au-dessus de l'objectif de 1 "
+            "%. Veuillez prendre des mesures."
+        ),
+        "account_health",
+        "high",
+        id="account_health-high-fr",
+    ),
+    pytest.param(
+        "Seller Performance <seller-performance@amazon.it>",
+        "Il tuo account è stato riattivato",
+        "Buone notizie: abbiamo riattivato il tuo account. Puoi di nuovo vendere.",
+        "account_health",
+        "normal",
+        id="account_health-normal-it",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sender", "subject", "body", "kind", "severity"), UNSEEN_WITH_SEVERITY)
+def test_shipped_model_reads_type_and_severity_of_unseen_mail(
+    shipped: model.Classifier, sender: str, subject: str, body: str, kind: str, severity: str
+) -> None:
+    [prediction] = shipped.predict([parse(mail(sender, subject, body))])
+    assert (prediction.type, prediction.severity) == (kind, severity)
