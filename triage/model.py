@@ -858,9 +858,18 @@ Timing of this run: {seconds}.
   confidence is then usually low.
 - Severity inside a type depends on a few words ("granted to the buyer" vs "in your
   favour", star counts); the held-out severity score above is the honest figure.
+- The concept lexicon (`triage/signals.py`) matches the start of a word: German
+  compounds are caught only where the lexicon spells them out (`Rücksendeanfrage`,
+  `Kontosperrung`, `Produktbewertung`). Negation is handled for a few phrases only ("no
+  listing has been removed", "will not be debited", "now below the target", "may be
+  removed"); other negations read like the plain statement.
+- Summaries that mention several ratings ("Positive 98 %, Negative 0 %") and inventory
+  notices between routine and urgent (a shipment checked in vs. one with missing units)
+  are the weakest cells in the held-out families above.
 - Only English, German, French, Italian and Spanish are covered.
-- Phishing that copies Amazon's wording is classified like the mail it imitates; telling
-  it apart is the trust check's job, not the model's.
+- Phishing that copies Amazon's wording is classified like the mail it imitates (a few
+  phishing families teach that an unknown domain which names Amazon is read by its
+  content); telling it apart is the trust check's job, not the model's.
 
 ## Versions
 
@@ -871,6 +880,11 @@ refuse to load; `triage train` rebuilds it.
 
 1. Add families under `models/corpus/families/<lang>/` (copy one of the same type and
    rewrite its subjects and bodies in the way your mail is written), or fix a label.
+   Slots: `{{order_id}}`, `{{asin}}`, `{{amount}}`, `{{date}}`, `{{deadline_date}}`, `{{rate}}`
+   (above `{{target}}`), `{{good_rate}}` (below it), `{{tracking_rate}}` / `{{min_target}}`
+   (valid tracking), `{{stars}}` / `{{star_glyphs}}` (follow a feedback family's severity);
+   `[[a|b]]` picks one alternative and may nest. If your mail says something the lexicon
+   does not know, add the phrase to the concept in `triage/signals.py`.
 2. `python -m triage.corpus` renders the corpus again; `triage train` (or
    `triage train --render` for both) evaluates, fits and writes `triage-model.skops`,
    `metadata.json` and this card.
