@@ -77,10 +77,13 @@ MAX_ADDRESS_CHARS = 2_000
 # comments, groups, escapes, several mailboxes) goes to mail-parser's helper.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ADDR_SPEC = rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_PHRASE_WORD = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"  # "Co." is a word of a name
+_FWS = r"[ \t\n]"
 SIMPLE_MAILBOX = re.compile(
-    rf'[ \t]*(?:(?:"(?P<quoted>[^"\\\x00-\x1f\x7f]*)"|(?P<phrase>{_ATEXT}(?:[ \t]+{_ATEXT})*))'
-    rf"[ \t]*)?<(?P<angle>{_ADDR_SPEC})>[ \t]*"
-    rf"|[ \t]*(?P<bare>{_ADDR_SPEC})[ \t]*"
+    rf'{_FWS}*(?:(?:"(?P<quoted>[^"\\\x00-\x1f\x7f]*)"'
+    rf"|(?P<phrase>{_PHRASE_WORD}(?:{_FWS}+{_PHRASE_WORD})*)){_FWS}*)?"
+    rf"<(?P<angle>{_ADDR_SPEC})>{_FWS}*"
+    rf"|{_FWS}*(?P<bare>{_ADDR_SPEC}){_FWS}*"
 )
 
 RELAY_NAME = re.compile(r"^\s*(?P<name>.+?)\s+-\s+Amazon\s+Marketplace\s*$", re.IGNORECASE)
@@ -197,7 +200,8 @@ def split_mime(
     bodies are cut at their boundaries with ``bytes.find`` and left undecoded until
     a text part is read.
     """
-    raw = raw.replace(b"\r\n", b"\n")
+    if b"\r" in raw:  # a one-byte search is many times faster than the two-byte one
+        raw = raw.replace(b"\r\n", b"\n")
     head, body = _head_and_body(raw)
     mime, early = _parse_head(head)
     mime.set_default_type(default_type)
@@ -499,7 +503,7 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
     for char in ZERO_WIDTH:
         if char in text:
             text = text.replace(char, "")
-    if "\r\n" in text:
+    if "\r" in text:
         text = text.replace("\r\n", "\n")
     for char, same in ODD_SPACES if text.isascii() else ODD_SPACES + WIDE_SPACES:
         if char in text:
