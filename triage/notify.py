@@ -148,18 +148,6 @@ SCHEMA = """
 register_schema(SCHEMA)
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the notifier's tables on a database opened before this module was imported.
-
-    The sync imports this module lazily, so its ``Database`` may predate our
-    ``register_schema`` calls. ``executescript`` would commit the caller's
-    transaction, hence one statement at a time.
-    """
-    for ddl in (replyclock.SCHEMA, digests.SCHEMA, SCHEMA):
-        for statement in filter(str.strip, ddl.split(";")):
-            conn.execute(statement)
-
-
 # --- policy: rules.yaml's notify section ------------------------------------------------
 
 
@@ -436,7 +424,6 @@ def after_verdict(
     decided at delivery by rules.yaml's ``notify:`` section (and the verdict's own
     ``alert`` action). History mail is stored only: no per-message alert.
     """
-    ensure_schema(conn)
     row = conn.execute(
         "SELECT received_at, folder_role FROM messages WHERE id = ?", (row_id,)
     ).fetchone()
@@ -683,7 +670,6 @@ def deliver_due(
     tz = timezone(settings)
     targets = load_targets(settings) if targets is None else targets
     with db.transaction() as conn:
-        ensure_schema(conn)
         compose_alerts(conn, policy, now, tz)
         queue_reminders(conn, policy, now, tz)
         watch_silence(conn, policy, now)
