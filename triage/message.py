@@ -210,12 +210,14 @@ def split_mime(
     if depth >= MAX_DEPTH:
         mime.set_payload(body.decode("ascii", "surrogateescape"))
         return mime
-    boundary = mime.get_boundary() if mime.get_content_maintype() == "multipart" else None
+    content_type = mime.get_content_type()
+    maintype, _, subtype = content_type.partition("/")
+    boundary = mime.get_boundary() if maintype == "multipart" else None
     if boundary:
-        inner = "message/rfc822" if mime.get_content_subtype() == "digest" else "text/plain"
+        inner = "message/rfc822" if subtype == "digest" else "text/plain"
         parts = _split_parts(body, boundary.encode("ascii", "surrogateescape"))
         mime.set_payload([split_mime(part, depth + 1, inner) for part in parts])
-    elif mime.get_content_type() in NESTED_MESSAGES:
+    elif content_type in NESTED_MESSAGES:
         mime.set_payload([split_mime(body, depth + 1)])
     else:
         mime.set_payload(body.decode("ascii", "surrogateescape"))
@@ -326,7 +328,14 @@ def _index(mime: email.message.Message) -> Headers:
 
 def _header(headers: Headers, name: str) -> str:
     values = headers.get(name)
-    return _unfold(decode_header_part(values[0])) if values else ""
+    return _unfold(_decoded(values[0])) if values else ""
+
+
+def _decoded(value: str) -> str:
+    """RFC 2047 words decoded (mail-parser); plain ASCII has none and is only stripped."""
+    if value.isascii() and "=?" not in value:
+        return value.strip()
+    return decode_header_part(value)
 
 
 def _unfold(value: str) -> str:
@@ -344,7 +353,7 @@ def _first_address(values: list[str] | None) -> tuple[str, str]:
         if address:
             return _unfold(display if display != address else ""), address.strip().lower()
     # No parsable mailbox: keep the words so trust can still see "Amazon" in them.
-    return _unfold(decode_header_part(values[0])), ""
+    return _unfold(_decoded(values[0])), ""
 
 
 def _simple_mailbox(value: str) -> tuple[str, str] | None:
@@ -402,25 +411,37 @@ def _body(mime: email.message.Message) -> tuple[str, list[str]]:
 
 def _text_parts(mime: email.message.Message) -> Iterator[tuple[email.message.Message, str]]:
     """The plain and HTML parts that are not attachments, each with its subtype."""
+    # Each header is looked up once and read as get_content_type(),
+    # get_content_disposition() and get_filename() would read it.
     for part in mime.walk():
         if part.is_multipart():
             continue
-        content_type = part.get_content_type()
-        if content_type != "text/plain" and content_type != "text/html":
+        content_type = part.get("content-type")
+        media_type = _media_type(content_type, part.get_default_type())
+        if media_type != "text/plain" and media_type != "text/html":
             continue
-        if part.get_content_disposition() == "attachment" or _has_filename(part):
+        disposition = part.get("content-disposition")
+        if disposition is not None and _media_type(disposition, "") == "attachment":
             continue
-        yield part, content_type[5:]
+        named = _may_name_a_file(content_type) or _may_name_a_file(disposition)
+        if named and part.get_filename():
+            continue
+        yield part, media_type[5:]
 
 
-def _has_filename(part: email.message.Message) -> bool:
-    # get_filename() parses the parameters of two headers; a header without "name"
-    # anywhere in it has neither a filename nor a name parameter.
-    for header in ("content-disposition", "content-type"):
-        value = part.get(header)
-        if value is not None and "name" in str(value).lower():
-            return bool(part.get_filename())
-    return False
+def _media_type(value: object, default: str) -> str:
+    """The value before any parameter, lower-cased, as Message.get_content_type() reads it."""
+    if value is None:
+        return default
+    media_type = str(value).partition(";")[0].strip().lower()
+    if default and media_type.count("/") != 1:
+        return "text/plain"  # RFC 2045 5.2: an invalid Content-Type is plain text
+    return media_type
+
+
+def _may_name_a_file(value: object) -> bool:
+    # A header without "name" anywhere in it has neither a filename nor a name parameter.
+    return value is not None and "name" in str(value).lower()
 
 
 def _charset(part: email.message.Message) -> str | None:
