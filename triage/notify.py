@@ -539,6 +539,7 @@ def _open_clock(
     )
 
 
+DEADLINE_CHARS = 6000
 # A date the mail itself gives: "respond by November 26, 2025", "before 26/11/2025".
 DEADLINE_TEXT = re.compile(
     r"\b(?:respond|response|reply|appeal|provide|submit|act|verify)\b[^.\n]{0,80}?"
@@ -575,7 +576,10 @@ def find_deadline(message: Message, verdict: Verdict, received: datetime) -> dat
     """The date by which the seller must act: the mail's own, else Amazon's usual terms."""
     if verdict.type == "buyer_message":
         return received + replyclock.REPLY_WINDOW
-    text = f"{message.subject}\n{message.text[:20000]}"
+    if verdict.severity not in ("critical", "high"):
+        return None  # nothing the seller must act on by a date
+    # Amazon states the deadline near the top; the rest is help text and footers.
+    text = f"{message.subject}\n{message.text[:DEADLINE_CHARS]}"
     match = DEADLINE_TEXT.search(text)
     if match:
         given = _parse_date(match["date"])
