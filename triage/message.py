@@ -19,7 +19,7 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from email.parser import HeaderParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
@@ -40,6 +40,15 @@ ONLY_CHARSET = re.compile(
     r'[^;"\\*<(]*;[ \t]*charset[ \t]*=[ \t]*(?:"([\w.:+-]+)"|([\w.:+-]+))[ \t]*;?[ \t]*',
     re.ASCII | re.IGNORECASE,
 )
+# "Mon, 23 Nov 2026 07:48:26 +0000", with or without the day's name; anything else
+# goes to the stdlib's parser.
+PLAIN_DATE = re.compile(
+    r"\s*(?:[A-Za-z]{3},\s*)?(\d{1,2})\s+([A-Za-z]{3})\s+(\d{4})\s+(\d\d):(\d\d):(\d\d)"
+    r"\s+([+-])(\d\d)(\d\d)(?:\s.*)?",
+    re.ASCII | re.DOTALL,
+)
+MONTHS = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 # A header block the stdlib's parser would read as headers alone: ``Name: value``
 # lines, each maybe folded onto lines that start with a space or a tab.
 HEADER_BLOCK = re.compile(r"(?:[\041-\071\073-\176]+:[^\n]*\n(?:[ \t][^\n]*\n)*)*")
@@ -321,8 +330,12 @@ def _build(mime: email.message.Message, size: int) -> Message:
 def _index(mime: email.message.Message) -> Headers:
     # One pass over the headers; Message.get() scans them all on every call.
     headers: Headers = {}
-    for name, value in mime.items():
-        headers.setdefault(name.lower(), []).append(str(value))
+    for name, raw in mime.raw_items():
+        # ASCII values come back from Message.items() unchanged; others may be
+        # wrapped in a Header, so those go through the policy as before.
+        plain = isinstance(raw, str) and raw.isascii()
+        value = raw if plain else str(mime.policy.header_fetch_parse(name, raw))
+        headers.setdefault(name.lower(), []).append(value)
     return headers
 
 
@@ -386,9 +399,29 @@ def _date(headers: Headers) -> datetime | None:
     if not values:
         return None
     try:
-        return parsedate_to_datetime(values[0])
+        return _plain_date(values[0]) or parsedate_to_datetime(values[0])
     except (TypeError, ValueError, IndexError):
         return None
+
+
+def _plain_date(value: str) -> datetime | None:
+    """A date in the form nearly every server writes, read as parsedate_to_datetime reads it.
+
+    None when the value has any other form; a ValueError when it names no real time.
+    """
+    found = PLAIN_DATE.fullmatch(value)
+    month = MONTHS.get(found.group(2).lower(), 0) if found else 0
+    if not found or not month:
+        return None
+    day, _, year, hour, minute, second, sign, zone_h, zone_m = found.groups()
+    offset = int(zone_h) * 3600 + int(zone_m) * 60
+    years = int(year)
+    if years < 100:  # the stdlib reads "0069" as 2069 and "0070" as 1970
+        years += 1900 if years > 68 else 2000
+    moment = (years, month, int(day), int(hour), int(minute), int(second))
+    if sign == "-" and not offset:
+        return datetime(*moment)  # "-0000": UTC, the sender's zone unknown (RFC 5322)
+    return datetime(*moment, tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)))
 
 
 def _body(mime: email.message.Message) -> tuple[str, list[str]]:
