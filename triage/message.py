@@ -564,10 +564,13 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
             text = text.replace(char, same)
     while "  " in text:
         text = text.replace("  ", " ")
-    text = text.replace(" \n", "\n").replace("\n ", "\n")
-    run = "\n\n\n" if blank_lines else "\n\n"
-    while run in text:
-        text = text.replace(run, run[:-1])
+    # Only " " and "\n" are left, so str.strip() trims a line of its one space.
+    lines = map(str.strip, text.split("\n"))
+    if not blank_lines:
+        return "\n".join(filter(None, lines))[:MAX_TEXT_CHARS]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
     return text.strip()[:MAX_TEXT_CHARS]
 
 
