@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
 # Readable text beyond this rarely changes what a notice is about (footers, legal text).
 SIGNAL_CAP = 1500
@@ -1501,6 +1502,82 @@ def _index(lexicon: dict[str, tuple[str, ...]]) -> dict[str, list[tuple[str, re.
 # Each alternative is tried only where a word starting with its first letters begins:
 # a few hundred cheap anchored matches per mail instead of scanning it once per concept.
 INDEX = _index(LEXICON)
+# The literal letters an alternative opens with; a quantified last letter is not one.
+LITERAL_HEAD = re.compile(r"[a-z0-9 '-]*")
+# An opening parenthesis that captures (escapes are matched first and kept as they are).
+# Groups that capture cost the engine bookkeeping at every try; the scan needs none.
+CAPTURING = re.compile(r"\\.|\((?!\?)")
+
+
+def head_and_rest(alternative: str) -> tuple[str, str]:
+    """An alternative split into its literal opening and the pattern that follows it."""
+    body = alternative.removeprefix(r"\b")
+    literal = LITERAL_HEAD.match(body)
+    head = literal.group() if literal else ""
+    if body[len(head) : len(head) + 1] in ("*", "+", "?", "{"):
+        head = head[:-1]
+    rest = body[len(head) :]
+    if _alternates_at_top(rest):  # "ab|cd" must not become "a" + "b|cd"
+        return "", body
+    return head, CAPTURING.sub(lambda m: "(?:" if m.group() == "(" else m.group(), rest)
+
+
+def _alternates_at_top(pattern: str) -> bool:
+    depth, i = 0, 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 1
+        elif char == "[":  # to the class's end; a "]" first in a class is a letter of it
+            i += 2 if pattern[i + 1 : i + 2] == "^" else 1
+            i = pattern.index("]", i + 1 if pattern[i : i + 1] == "]" else i)
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def trie_pattern(pairs: list[tuple[str, str]]) -> str:
+    """One regex for many (literal opening, rest) pairs, the openings shared as a trie.
+
+    Python's regex engine tries alternatives one by one, but skips at once those that
+    start with a letter other than the one at hand: a trie keeps each step to one letter.
+    """
+    root: dict[str, Any] = {}
+    for head, rest in pairs:
+        node = root
+        for char in head:
+            node = node.setdefault(char, {})
+        node.setdefault("", set()).add(rest)
+    return _trie_node(root)
+
+
+def _trie_node(node: dict[str, Any]) -> str:
+    rests = sorted(node.get("", ()))
+    if "" in rests:  # the opening alone suffices: nothing longer can add a match
+        return ""
+    branches = [f"(?:{'|'.join(rests)})"] if rests else []
+    branches += [re.escape(char) + _trie_node(node[char]) for char in sorted(node) if char]
+    return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+
+def _candidate_patterns(lexicon: dict[str, tuple[str, ...]]) -> tuple[re.Pattern[str], ...]:
+    alternatives = {
+        spelling
+        for alternatives in lexicon.values()
+        for alternative in alternatives
+        for spelling in expand(alternative)
+    }
+    trie = trie_pattern([head_and_rest(spelling) for spelling in sorted(alternatives)])
+    return re.compile(f"(?={trie})"), re.compile(f"[^a-z0-9](?={trie})")
+
+
+# Where a word starts at which some alternative of some concept matches (``\b`` and the
+# index key left aside, so these are a few more places than the concepts are found at).
+# One scan of the text in C; the index's own patterns then run at those places only.
+CANDIDATE_AT_START, CANDIDATE = _candidate_patterns(LEXICON)
 # Letters NFKD does not take apart; str.replace is far quicker than str.translate here.
 FOLDS = (("’", "'"), ("ß", "ss"), ("œ", "oe"), ("æ", "ae"))
 
@@ -1525,22 +1602,21 @@ SUPPRESSES = {
 }
 
 
+def candidates(text: str) -> list[int]:
+    """The word starts of a normalised text where some concept may match."""
+    starts = [0] if CANDIDATE_AT_START.match(text) else []
+    starts += [match.end() for match in CANDIDATE.finditer(text)]
+    return starts
+
+
 def concepts(text: str) -> set[str]:
     """The concepts a normalised text mentions."""
-    starts: dict[str, list[int]] = {}
-    for word in WORD_KEY.finditer(text):
-        key = word.group()
-        if key in INDEX:
-            starts.setdefault(key, []).append(word.start())
     found: set[str] = set()
-    for key, positions in starts.items():
-        for name, pattern in INDEX[key]:
-            if name in found:
-                continue
-            for pos in positions:
-                if pattern.match(text, pos):
-                    found.add(name)
-                    break
+    for pos in candidates(text):
+        word = WORD_KEY.match(text, pos)
+        for name, pattern in INDEX.get(word.group() if word else "", ()):
+            if name not in found and pattern.match(text, pos):
+                found.add(name)
     return suppress(found)
 
 
