@@ -268,3 +268,151 @@ def test_multipart_structure(body: bytes, text: str) -> None:
     raw = (b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + body)
     assert parse(raw).text == text
+
+
+# The forms of the address and date headers met in practice, each read the same
+# whichever path (the quick common-form reader or the general parser) handles it.
+@pytest.mark.parametrize(
+    ("sender", "name", "address"),
+    [
+        ('"Amazon Seller Central" <Seller-Notification@Amazon.com>', "Amazon Seller Central",
+         "seller-notification@amazon.com"),
+        ("Amazon Seller Central <seller@amazon.com>", "Amazon Seller Central", "seller@amazon.com"),
+        ("Iron Co. <a@b.example>", "Iron Co.", "a@b.example"),
+        ("\n Monika Richter - Amazon Marketplace\n <x1@marketplace.amazon.de>",
+         "Monika Richter - Amazon Marketplace", "x1@marketplace.amazon.de"),
+        ("seller@amazon.com", "", "seller@amazon.com"),
+        ("<seller@amazon.com>", "", "seller@amazon.com"),
+        ('"seller@amazon.com" <seller@amazon.com>', "", "seller@amazon.com"),
+        ('"Amazon.com" <spoof@evil.example>', "Amazon.com", "spoof@evil.example"),
+        ('"" <a@b.example>', "", "a@b.example"),
+        ("=?UTF-8?Q?Amazon_Verk=C3=A4ufer?= <a@amazon.de>", "Amazon Verkäufer", "a@amazon.de"),
+        ("a@b.example (Amazon Support)", "Amazon Support", "a@b.example"),
+        ('"Jane \\"JD\\" Doe" <j@b.example>', 'Jane "JD" Doe', "j@b.example"),
+        ("Amazon Security", "Amazon Security", ""),
+    ],
+)
+def test_sender_forms(sender: str, name: str, address: str) -> None:
+    m = parse(mail(f"From: {sender}\nSubject: x"))
+    assert (m.sender_name, m.sender_address) == (name, address)
+
+
+@pytest.mark.parametrize(
+    ("to", "addresses"),
+    [
+        ("Seller <Seller@Example.com>", "seller@example.com"),
+        ("seller@example.com", "seller@example.com"),
+        ("Oak Co. <o@example.com>", "o@example.com"),
+        ("a@example.com, B <b@example.com>, a@example.com", "a@example.com, b@example.com"),
+        ("Team: a@example.com, b@example.com;", "a@example.com, b@example.com"),
+        ("undisclosed-recipients:;", ""),
+    ],
+)
+def test_recipient_forms(to: str, addresses: str) -> None:
+    assert parse(mail(f"From: a@example.com\nTo: {to}")).to == addresses
+
+
+@pytest.mark.parametrize(
+    ("value", "date"),
+    [
+        ("Tue, 02 Jul 2024 09:30:00 +0000", datetime(2024, 7, 2, 9, 30, tzinfo=UTC)),
+        ("2 Jul 2024 09:30:00 +0200", datetime(2024, 7, 2, 7, 30, tzinfo=UTC)),
+        ("Tue,  2 jul 2024 09:30:00 -0130 (PDT)", datetime(2024, 7, 2, 11, 0, tzinfo=UTC)),
+        # -0000 says the sender's zone is unknown: a time without a zone.
+        ("Tue, 02 Jul 2024 09:30:00 -0000", datetime(2024, 7, 2, 9, 30)),
+        ("Tue, 02 Jul 24 09:30:00 +0000", datetime(2024, 7, 2, 9, 30, tzinfo=UTC)),
+        ("Tue, 02 Jul 2024 09:30 EST", datetime(2024, 7, 2, 14, 30, tzinfo=UTC)),
+        ("Tue, 32 Jul 2024 09:30:00 +0000", None),
+        ("Tue, 02 Jul 2024 24:00:00 +0000", None),
+        ("yesterday", None),
+    ],
+)
+def test_date_forms(value: str, date: datetime | None) -> None:
+    assert parse(mail(f"From: a@example.com\nDate: {value}")).date == date
+
+
+@pytest.mark.parametrize(
+    ("raw", "subject", "text"),
+    [
+        (b"Subject: one\r\n two\r\n\tthree\r\n\r\nbody\r\n", "one two three", "body"),
+        (b"Subject: x\r\nX-Empty:\r\n\r\nbody\r\n", "x", "body"),
+        # A line that is no header ends the headers: it and the rest are body.
+        (b"Subject: x\r\nthis is no header\r\nmore\r\n", "x", "this is no header\nmore"),
+        (b"Subject: x\r\nno blank line before the body", "x", "no blank line before the body"),
+        # An mbox envelope line before the headers is not a header.
+        (b"From someone Tue Jul  2 09:30:00 2024\nSubject: x\n\nbody\n", "x", "body"),
+        (b"Subject: x\rX-Y: z\r\rbody\r", "x", "body"),
+    ],
+)
+def test_header_block_forms(raw: bytes, subject: str, text: str) -> None:
+    m = parse(raw)
+    assert (m.subject, m.text) == (subject, text)
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("a\tb  c\u00a0\u2003d", "a b c d"),
+        ("  lead and trail  \n\n\n\nnext\u2028line", "lead and trail\n\nnext\nline"),
+        ("in\u200bvisi\u00adble\ufeff", "invisible"),
+        ("one\r\ntwo\rthree\x0cfour", "one\ntwo\nthree\nfour"),
+        (" \t \n \n", ""),
+    ],
+)
+def test_plain_text_whitespace(body: str, text: str) -> None:
+    assert parse(mail("From: a@example.com", body)).text == text
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>a&nbsp;&nbsp;b</p>\n\n<p>\n   c\td  </p>", "a b\nc d"),
+        ("<div>x</div><div></div><div> </div><div>y</div>", "x\ny"),
+        ("<span>a</span> <span>b</span><br/><br/>c", "a b\nc"),
+    ],
+)
+def test_html_text_whitespace(html: str, text: str) -> None:
+    raw = mail("From: a@example.com", f"<html><body>{html}</body></html>", "text/html")
+    assert parse(raw).text == text
+
+
+@pytest.mark.parametrize(
+    ("body", "links", "hosts"),
+    [
+        ("See https://sellercentral.amazon.de/x?u=http://evil.example/y now.",
+         ("https://sellercentral.amazon.de/x?u=http://evil.example/y",),
+         ("sellercentral.amazon.de",)),
+        ("HTTPS://SELLERCENTRAL.AMAZON.COM/a and xhttps://sellercentral.amazon.fr/b",
+         ("HTTPS://SELLERCENTRAL.AMAZON.COM/a", "https://sellercentral.amazon.fr/b"),
+         ("sellercentral.amazon.com", "sellercentral.amazon.fr")),
+        ("(http://sellercentral.amazon.it/c) https:// ://x https://a.example:8443/d",
+         (), ("sellercentral.amazon.it", "a.example")),
+        ("twice https://a.example/1 https://a.example/1 https://b.example", (),
+         ("a.example", "b.example")),
+    ],
+)
+def test_links_in_text(body: str, links: tuple[str, ...], hosts: tuple[str, ...]) -> None:
+    m = parse(mail("From: a@example.com", body))
+    assert (m.links, m.link_hosts) == (links, hosts)
+
+
+@pytest.mark.parametrize(
+    ("headers", "text"),
+    [
+        ("Content-Type: text/plain; charset=iso-8859-1", "Köln"),
+        ('Content-Type: TEXT/PLAIN; CHARSET="ISO-8859-1"', "Köln"),
+        ("Content-Type: text/plain; format=flowed; charset=iso-8859-1", "Köln"),
+        ("Content-Type: text/plain; charset*=iso-8859-1''x", "Köln"),
+        # A part with a file name is an attachment, whatever its disposition says.
+        ("Content-Type: text/plain; charset=iso-8859-1; name=a.txt", ""),
+        ("Content-Type: text/plain; charset=iso-8859-1\nContent-Disposition: inline; filename=a",
+         ""),
+        ('Content-Type: text/plain; charset=iso-8859-1; name=""', "Köln"),
+        ("Content-Type: text/plain; charset=iso-8859-1\nContent-Disposition: inline", "Köln"),
+        ("Content-Type: image/png", ""),
+        ("Content-Type: text", "Köln"),  # not a type at all: read as plain text
+    ],
+)
+def test_text_part_headers(headers: str, text: str) -> None:
+    raw = f"From: a@example.com\r\n{headers}\r\n\r\n".replace("\n", "\r\n").encode()
+    assert parse(raw.replace(b"\r\r\n", b"\r\n") + b"K\xf6ln\r\n").text == text
