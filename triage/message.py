@@ -9,6 +9,12 @@ read. Attachments are never decoded here.
 
 Parsing never raises: a message that cannot be read comes back with ``error`` set
 to a plain reason, so one bad mail never stops a run.
+
+Speed: a daemon that backfills a mailbox parses thousands of mails a second, so the
+forms nearly every mail uses (a plain header block, ``"Name" <addr>``, the usual
+date, a lone ``charset`` parameter) are read directly, giving what the stdlib and
+mail-parser would give, and anything else goes to those parsers. The tables in
+``tests/test_message.py`` hold both kinds of form.
 """
 
 from __future__ import annotations
@@ -550,8 +556,9 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
     """Spaces collapsed, invisible characters dropped, at most one blank line in a row.
 
     Lines break where ``str.splitlines()`` breaks them and spaces are what
-    ``str.split()`` splits on, as a loop over lines would do it; whole-text
-    ``replace`` calls do it several times faster.
+    ``str.split()`` splits on, as ``" ".join(line.split())`` over every line would
+    have it; a few whole-text ``replace`` calls and one split do it several times
+    faster on long footers.
     """
     text = text[: MAX_TEXT_CHARS * 3]
     for char in ZERO_WIDTH:
