@@ -64,6 +64,7 @@ BODY_CHARS = 6_000
 METHOD_RESULT = re.compile(r"^\s*([a-z0-9_-]+)(?:/\d+)?\s*=\s*([a-z]+)", re.IGNORECASE)
 PROPERTY = re.compile(r"([a-z0-9_-]+)\.([a-z0-9_-]+)\s*=\s*(\"[^\"]*\"|[^\s;]+)", re.IGNORECASE)
 COMMENT = re.compile(r"\([^()]*\)")
+NEXT_METHOD = re.compile(r"\s+(?=(?:spf|dkim|dmarc|arc|auth|iprev|bimi|compauth)\s*=)")
 
 
 @dataclass(frozen=True)
@@ -140,10 +141,33 @@ def authenticate(message: Message, trusted_authserv_ids: Sequence[str] = ()) -> 
 
 def normalise(text: str) -> str:
     """Lower-case Latin letters, with look-alikes, accents and invisible characters undone."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    kept = "".join(c for c in decomposed if unicodedata.category(c) not in ("Mn", "Cf", "Me"))
-    folded = kept.translate(UPPER_CONFUSABLES).casefold().translate(CONFUSABLES)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+    # ASCII has nothing to decompose, drop or unfold, and casefolds as it lower-cases.
+    folded = text.lower() if text.isascii() else text.translate(_UNMARK).casefold()
+    folded = folded.translate(CONFUSABLES)
     return folded.replace("rn", "m").replace("vv", "w")
+
+
+class _Unmark(dict[int, str | int | None]):
+    """A str.translate table: combining marks and format characters dropped, capitals
+    that look Latin made Latin (``UPPER_CONFUSABLES``), everything else kept.
+
+    Filled as characters are met, so each character costs a lookup in C instead of
+    a call to ``unicodedata.category`` in Python.
+    """
+
+    def __missing__(self, code: int) -> str | int | None:
+        if unicodedata.category(chr(code)) in ("Mn", "Cf", "Me"):
+            kept: str | int | None = None
+        else:
+            kept = UPPER_CONFUSABLES.get(code, code)
+        if len(self) < 65_536:  # text from anywhere must not grow it without end
+            self[code] = kept
+        return kept
+
+
+_UNMARK = _Unmark()
 
 
 def _squash(text: str) -> str:
@@ -228,7 +252,7 @@ def _split_results(text: str) -> list[str]:
     # so a new "method=" at the start of a word also starts a new result.
     chunks: list[str] = []
     for part in text.split(";"):
-        pieces = re.split(r"\s+(?=(?:spf|dkim|dmarc|arc|auth|iprev|bimi|compauth)\s*=)", part)
+        pieces = NEXT_METHOD.split(part)
         chunks.extend(p for p in pieces if p.strip())
     return chunks
 
