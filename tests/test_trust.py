@@ -167,3 +167,20 @@ def test_authserv_id(header: str, server: str) -> None:
 )
 def test_normalise_undoes_lookalikes(text: str, plain: str) -> None:
     assert normalise(text) == plain
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("Àmázön Sèller", "amazon seller"),  # accents are combining marks once decomposed
+        ("A\u20ddmazon", "amazon"),  # an enclosing mark
+        ("Straße", "strasse"),  # casefolded, not only lower-cased
+        ("Amazon 日本", "amazon 日本"),  # other scripts are kept
+        ("\uab7a\uab87", "\u13aa\u13b7"),  # Cherokee casefolds to its capitals
+        ("$ELLER CENTRAL", "seller central"),
+        ("VVAREHOUSE", "warehouse"),
+        ("", ""),
+    ],
+)
+def test_normalise_folds_case_marks_and_scripts(text: str, plain: str) -> None:
+    assert normalise(text) == plain
