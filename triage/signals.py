@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 # Readable text beyond this rarely changes what a notice is about (footers, legal text).
@@ -1419,6 +1420,22 @@ STAR_FIELD = re.compile(
     r" ?: ?(\d)\b"
 )
 STAR_GLYPHS = re.compile(r"[★☆]{3,5}")
+# Text every match of a pattern contains: without any of it, the pattern is not run
+# (a substring test is much quicker than the regex's try at every "s" or "o").
+STAR_NEEDLES = {
+    STAR_OUT_OF: tuple(
+        f"{word}{space}5"
+        for word in ("out of", "/", "von", "sur", "su", "de")
+        for space in (" ", "")
+    ),
+    STAR_COUNT: ("star", "stern", "etoile", "stell", "estrella"),
+    STAR_FIELD: tuple(
+        f"{word}{space}:"
+        for word in ("rating", "bewertung", "note", "valutazione", "puntuacion", "calificacion",
+                     "valoracion", "sterne", "stars")
+        for space in (" ", "")
+    ),
+}  # fmt: skip
 
 
 def star_bucket(stars: int) -> str:
@@ -1433,6 +1450,11 @@ def _star_value(word: str) -> int | None:
     return value if 1 <= value <= 5 else None
 
 
+def _finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
+    if any(needle in text for needle in STAR_NEEDLES[pattern]):
+        yield from pattern.finditer(text)
+
+
 def star_rating(text: str, normalised: str | None = None) -> int | None:
     """The star rating a mail states, if it states one."""
     if "★" in text or "☆" in text:
@@ -1441,12 +1463,12 @@ def star_rating(text: str, normalised: str | None = None) -> int | None:
             return glyphs.group(0).count("★") or None
     low = normalise(text) if normalised is None else normalised
     for pattern in (STAR_OUT_OF, STAR_COUNT):
-        for match in pattern.finditer(low):
+        for match in _finditer(pattern, low):
             number = NUMBER_BEFORE.search(low, max(0, match.start() - 12), match.start())
             value = _star_value(number.group(1)) if number else None
             if value is not None:
                 return value
-    for match in STAR_FIELD.finditer(low):
+    for match in _finditer(STAR_FIELD, low):
         value = _star_value(match.group(1))
         if value is not None:
             return value
