@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
 
 # Readable text beyond this rarely changes what a notice is about (footers, legal text).
 SIGNAL_CAP = 1500
@@ -1420,20 +1420,43 @@ STAR_FIELD = re.compile(
     r" ?: ?(\d)\b"
 )
 STAR_GLYPHS = re.compile(r"[★☆]{3,5}")
-# Text every match of a pattern contains: without any of it, the pattern is not run
-# (a substring test is much quicker than the regex's try at every "s" or "o").
-STAR_NEEDLES = {
-    STAR_OUT_OF: tuple(
-        f"{word}{space}5"
-        for word in ("out of", "/", "von", "sur", "su", "de")
-        for space in (" ", "")
+
+
+class Guard(NamedTuple):
+    """Text that every match of a pattern holds: needles that start or end with a mark."""
+
+    mark: str
+    starting: tuple[str, ...]
+    ending: tuple[str, ...]
+    size: int
+
+    @classmethod
+    def of(cls, mark: str, needles: Iterable[str]) -> Guard:
+        needles = tuple(needles)
+        starting = tuple(needle for needle in needles if needle.startswith(mark))
+        ending = tuple(needle for needle in needles if needle.endswith(mark))
+        if set(starting) | set(ending) != set(needles):
+            raise ValueError(f"a needle of {needles} neither starts nor ends with {mark!r}")
+        return cls(mark, starting, ending, len(mark))
+
+
+# A pattern is run only on text that holds one of its guard's needles, found from where
+# the mark (a rare string) is: a regex tried at every "s" or "o" of every mail costs far
+# more than that.
+STAR_GUARDS = {
+    STAR_OUT_OF: (
+        Guard.of("5", (f"{word}{space}5" for word in ("out of", "/", "von", "sur", "su", "de")
+                       for space in (" ", ""))),
     ),
-    STAR_COUNT: ("star", "stern", "etoile", "stell", "estrella"),
-    STAR_FIELD: tuple(
-        f"{word}{space}:"
-        for word in ("rating", "bewertung", "note", "valutazione", "puntuacion", "calificacion",
-                     "valoracion", "sterne", "stars")
-        for space in (" ", "")
+    STAR_COUNT: (
+        Guard.of("st", ("star", "stern", "stelle", "stella", "strella")),
+        Guard.of("etoile", ("etoile",)),
+    ),
+    STAR_FIELD: (
+        Guard.of(":", (f"{word}{space}:" for word in ("rating", "bewertung", "note", "valutazione",
+                                                       "puntuacion", "calificacion", "valoracion",
+                                                       "sterne", "stars")
+                       for space in (" ", ""))),
     ),
 }  # fmt: skip
 
@@ -1451,8 +1474,18 @@ def _star_value(word: str) -> int | None:
 
 
 def _finditer(pattern: re.Pattern[str], text: str) -> Iterator[re.Match[str]]:
-    if any(needle in text for needle in STAR_NEEDLES[pattern]):
+    if any(holds(text, guard) for guard in STAR_GUARDS[pattern]):
         yield from pattern.finditer(text)
+
+
+def holds(text: str, guard: Guard) -> bool:
+    """Whether ``text`` holds one of the guard's needles, looked for where its mark is."""
+    at = text.find(guard.mark)
+    while at >= 0:
+        if text.startswith(guard.starting, at) or text.endswith(guard.ending, 0, at + guard.size):
+            return True
+        at = text.find(guard.mark, at + 1)
+    return False
 
 
 def star_rating(text: str, normalised: str | None = None) -> int | None:
