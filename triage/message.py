@@ -572,13 +572,12 @@ def _tidy(text: str, blank_lines: bool = True) -> str:
     while "  " in text:
         text = text.replace("  ", " ")
     # Only " " and "\n" are left, so str.strip() trims a line of its one space.
-    lines = map(str.strip, text.split("\n"))
+    lines = list(map(str.strip, text.split("\n")))
     if not blank_lines:
         return "\n".join(filter(None, lines))[:MAX_TEXT_CHARS]
-    text = "\n".join(lines)
-    while "\n\n\n" in text:
-        text = text.replace("\n\n\n", "\n\n")
-    return text.strip()[:MAX_TEXT_CHARS]
+    # A blank line is kept after a line with words, never after another blank one.
+    kept = [line for line, before in zip(lines, ["", *lines[:-1]], strict=True) if line or before]
+    return "\n".join(kept).strip()[:MAX_TEXT_CHARS]
 
 
 def find_urls(text: str) -> list[str]:
