@@ -46,6 +46,11 @@ ONLY_CHARSET = re.compile(
     r'[^;"\\*<(]*;[ \t]*charset[ \t]*=[ \t]*(?:"([\w.:+-]+)"|([\w.:+-]+))[ \t]*;?[ \t]*',
     re.ASCII | re.IGNORECASE,
 )
+# The same for a multipart's boundary, quoted or not.
+ONLY_BOUNDARY = re.compile(
+    r'[^;"\\*<(]*;\s*boundary\s*=\s*(?:"([^"\\<>\x00-\x1f\x7f]+)"|([^\s;"\\<>()*]+))\s*;?\s*',
+    re.ASCII | re.IGNORECASE,
+)
 # "Mon, 23 Nov 2026 07:48:26 +0000", with or without the day's name; anything else
 # goes to the stdlib's parser.
 PLAIN_DATE = re.compile(
@@ -227,7 +232,7 @@ def split_mime(
         return mime
     content_type = mime.get_content_type()
     maintype, _, subtype = content_type.partition("/")
-    boundary = mime.get_boundary() if maintype == "multipart" else None
+    boundary = _boundary(mime) if maintype == "multipart" else None
     if boundary:
         inner = "message/rfc822" if subtype == "digest" else "text/plain"
         parts = _split_parts(body, boundary.encode("ascii", "surrogateescape"))
@@ -237,6 +242,15 @@ def split_mime(
     else:
         mime.set_payload(body.decode("ascii", "surrogateescape"))
     return mime
+
+
+def _boundary(mime: email.message.Message) -> str | None:
+    """``mime.get_boundary()``, read directly when boundary is the only parameter."""
+    value = mime.get("content-type")
+    found = ONLY_BOUNDARY.fullmatch(value) if isinstance(value, str) else None
+    if not found:
+        return mime.get_boundary()
+    return (found.group(1) or found.group(2)).rstrip()
 
 
 def _head_and_body(raw: bytes) -> tuple[bytes, bytes]:
