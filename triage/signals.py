@@ -1541,22 +1541,28 @@ def anchor(alternative: str) -> str:
     return literal[:KEY_SIZE]
 
 
-def _index(lexicon: dict[str, tuple[str, ...]]) -> dict[str, list[tuple[str, re.Pattern[str]]]]:
-    """Per index key, one pattern per concept joining that concept's alternatives."""
+def _index(
+    lexicon: dict[str, tuple[str, ...]],
+) -> dict[str, list[tuple[str, tuple[str, ...], re.Pattern[str]]]]:
+    """Per index key, per concept: the literal openings and one pattern of its alternatives."""
     spelled: dict[str, dict[str, list[str]]] = {}
     for name, alternatives in lexicon.items():
         for alternative in alternatives:
             for spelling in expand(alternative):
                 spelled.setdefault(anchor(spelling), {}).setdefault(name, []).append(spelling)
     return {
-        key: [(name, re.compile("|".join(f"(?:{s})" for s in alts))) for name, alts in by.items()]
+        key: [
+            (
+                name,
+                tuple({head_and_rest(s)[0] for s in alts}),
+                re.compile("|".join(f"(?:{s})" for s in alts)),
+            )
+            for name, alts in by.items()
+        ]
         for key, by in spelled.items()
     }
 
 
-# Each alternative is tried only where a word starting with its first letters begins:
-# a few hundred cheap anchored matches per mail instead of scanning it once per concept.
-INDEX = _index(LEXICON)
 # The literal letters an alternative opens with; a quantified last letter is not one.
 LITERAL_HEAD = re.compile(r"[a-z0-9 '-]*")
 # An opening parenthesis that captures (escapes are matched first and kept as they are).
@@ -1633,6 +1639,9 @@ def _candidate_patterns(lexicon: dict[str, tuple[str, ...]]) -> tuple[re.Pattern
 # index key left aside, so these are a few more places than the concepts are found at).
 # One scan of the text in C; the index's own patterns then run at those places only.
 CANDIDATE_AT_START, CANDIDATE = _candidate_patterns(LEXICON)
+# Each alternative is tried only where a word starting with its first letters begins,
+# and only where the text goes on with the literal opening of one of the concept's.
+INDEX = _index(LEXICON)
 # Letters NFKD does not take apart; str.replace is far quicker than str.translate here.
 FOLDS = (("’", "'"), ("ß", "ss"), ("œ", "oe"), ("æ", "ae"))
 
@@ -1669,8 +1678,8 @@ def concepts(text: str) -> set[str]:
     found: set[str] = set()
     for pos in candidates(text):
         word = WORD_KEY.match(text, pos)
-        for name, pattern in INDEX.get(word.group() if word else "", ()):
-            if name not in found and pattern.match(text, pos):
+        for name, heads, pattern in INDEX.get(word.group() if word else "", ()):
+            if name not in found and text.startswith(heads, pos) and pattern.match(text, pos):
                 found.add(name)
     return suppress(found)
 
