@@ -119,9 +119,23 @@ def readable_body(message: Message) -> str:
 def readable_text(message: Message, body: str | None = None) -> str:
     """Subject and the opening of the body, markup dropped and digits folded to 0."""
     body = readable_body(message) if body is None else body
-    text = " ".join(f"{message.subject}\n{body}".split())
+    return fold_digits(" ".join(f"{message.subject}\n{body}".split()))
+
+
+def fold_digits(text: str) -> str:
     # str.translate is quick on ASCII text only; a regex is steadier on the rest.
     return text.translate(FOLD_DIGITS) if text.isascii() else DIGIT.sub("0", text)
+
+
+def opening(text: str, size: int) -> str:
+    """``" ".join(text.split())[:size]``, splitting no more of ``text`` than that needs."""
+    cut = 2 * size
+    while True:
+        # Spacing a head of the text gives a head of the spaced text.
+        spaced = " ".join(text[:cut].split())
+        if len(spaced) >= size or cut >= len(text):
+            return spaced[:size]
+        cut *= 4
 
 
 @functools.lru_cache(maxsize=4096)
@@ -177,10 +191,11 @@ def _vectorizers() -> dict[str, TfidfVectorizer]:
 
 def _columns(messages: Sequence[Message]) -> dict[str, list[str]]:
     bodies = [readable_body(m) for m in messages]
-    texts = [readable_text(m, b) for m, b in zip(messages, bodies, strict=True)]
+    texts = [f"{m.subject}\n{b}" for m, b in zip(messages, bodies, strict=True)]
     return {
-        "word": texts,
-        "char": [t[:CHAR_CAP] for t in texts],
+        # The readable text: word tokens are the same whether its spaces are folded or not.
+        "word": [fold_digits(t) for t in texts],
+        "char": [fold_digits(opening(t, CHAR_CAP)) for t in texts],
         "meta": [sender_tokens(m) for m in messages],
         "signal": [
             f"{signal_tokens(m.subject, b)} {origin_tokens(m)}"
@@ -200,16 +215,14 @@ def _columns(messages: Sequence[Message]) -> dict[str, list[str]]:
 # Token patterns whose matches are the same as a quicker pattern's (a run of 2+ word
 # characters can only start and end at a word boundary), none able to hold a space.
 QUICK_TOKENS = {r"(?u)\b\w\w+\b": re.compile(r"\w\w+"), r"\S+": re.compile(r"\S+")}
-_counters: weakref.WeakKeyDictionary[TfidfVectorizer, NgramCounter | None] = (
+_counters: weakref.WeakKeyDictionary[TfidfVectorizer, tuple[Any, NgramCounter | None]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def transform(vec: TfidfVectorizer, docs: Sequence[str]) -> Any:
     """The same matrix as ``vec.transform(docs)``, counted faster where we know how."""
-    counter = _counters.get(vec)
-    if counter is None or counter.vocabulary is not vec.vocabulary_:
-        counter = _counters[vec] = NgramCounter.of(vec)
+    counter = counter_of(vec)
     tfidf = getattr(vec, "_tfidf", None)  # the vectorizer's own weighting and norm
     if counter is None or tfidf is None:
         return vec.transform(docs)
@@ -217,6 +230,17 @@ def transform(vec: TfidfVectorizer, docs: Sequence[str]) -> Any:
     if vec.binary:
         counts.data.fill(1)
     return tfidf.transform(counts, copy=False)
+
+
+def counter_of(vec: TfidfVectorizer) -> NgramCounter | None:
+    """The counter for a fitted ``vec`` (made once per vocabulary), None where there is none."""
+    vocabulary = getattr(vec, "vocabulary_", None)
+    if vocabulary is None:
+        return None
+    cached = _counters.get(vec)
+    if cached is None or cached[0] is not vocabulary:
+        cached = _counters[vec] = (vocabulary, NgramCounter.of(vec))
+    return cached[1]
 
 
 @dataclass
@@ -386,6 +410,10 @@ class _Fitted:
     type_model: LogisticRegression
     severity_models: dict[str, LogisticRegression]  # one per type with a choice of severity
     critical_threshold: float
+
+    def __post_init__(self) -> None:
+        for vec in self.vectorizers.values():  # now, so the first batch does not pay for it
+            counter_of(vec)
 
     @classmethod
     def fit(
