@@ -230,9 +230,10 @@ def split_mime(
     if depth >= MAX_DEPTH:
         mime.set_payload(body.decode("ascii", "surrogateescape"))
         return mime
-    content_type = mime.get_content_type()
+    header = mime.get("content-type")
+    content_type = _media_type(header, default_type)
     maintype, _, subtype = content_type.partition("/")
-    boundary = _boundary(mime) if maintype == "multipart" else None
+    boundary = _boundary(mime, header) if maintype == "multipart" else None
     if boundary:
         inner = "message/rfc822" if subtype == "digest" else "text/plain"
         parts = _split_parts(body, boundary.encode("ascii", "surrogateescape"))
@@ -244,9 +245,8 @@ def split_mime(
     return mime
 
 
-def _boundary(mime: email.message.Message) -> str | None:
+def _boundary(mime: email.message.Message, value: object) -> str | None:
     """``mime.get_boundary()``, read directly when boundary is the only parameter."""
-    value = mime.get("content-type")
     found = ONLY_BOUNDARY.fullmatch(value) if isinstance(value, str) else None
     if not found:
         return mime.get_boundary()
