@@ -448,8 +448,8 @@ def _body(mime: email.message.Message) -> tuple[str, list[str]]:
     """The readable text (plain parts first, else HTML) and every href of the HTML."""
     plain: list[str] = []
     html: list[str] = []
-    for part, subtype in _text_parts(mime):
-        content = _decode_part(part)
+    for part, subtype, content_type in _text_parts(mime):
+        content = _decode_part(part, content_type)
         if content:
             (html if subtype == "html" else plain).append(content)
     text = "\n".join(plain).strip()
@@ -462,8 +462,10 @@ def _body(mime: email.message.Message) -> tuple[str, list[str]]:
     return html_text.rstrip(), hrefs
 
 
-def _text_parts(mime: email.message.Message) -> Iterator[tuple[email.message.Message, str]]:
-    """The plain and HTML parts that are not attachments, each with its subtype."""
+def _text_parts(
+    mime: email.message.Message,
+) -> Iterator[tuple[email.message.Message, str, object]]:
+    """The plain and HTML parts that are not attachments, with subtype and Content-Type."""
     # Each header is looked up once and read as get_content_type(),
     # get_content_disposition() and get_filename() would read it.
     for part in mime.walk():
@@ -479,7 +481,7 @@ def _text_parts(mime: email.message.Message) -> Iterator[tuple[email.message.Mes
         named = _may_name_a_file(content_type) or _may_name_a_file(disposition)
         if named and part.get_filename():
             continue
-        yield part, media_type[5:]
+        yield part, media_type[5:], content_type
 
 
 def _media_type(value: object, default: str) -> str:
@@ -497,20 +499,19 @@ def _may_name_a_file(value: object) -> bool:
     return value is not None and "name" in str(value).lower()
 
 
-def _charset(part: email.message.Message) -> str | None:
+def _charset(part: email.message.Message, value: object) -> str | None:
     """``part.get_content_charset()``, read directly when charset is the only parameter."""
-    value = part.get("content-type")
     found = ONLY_CHARSET.fullmatch(value) if isinstance(value, str) else None
     if not found:
         return part.get_content_charset()
     return (found.group(1) or found.group(2)).lower()
 
 
-def _decode_part(part: email.message.Message) -> str:
+def _decode_part(part: email.message.Message, content_type: object) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return ""
-    charset = _charset(part) or "utf-8"
+    charset = _charset(part, content_type) or "utf-8"
     try:
         return payload.decode(charset)
     except (LookupError, UnicodeError):
