@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import random
+import re
 import shutil
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
+import numpy as np
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from triage import corpus, model, signals, taxonomy
 from triage.errors import ModelError, TriageError
@@ -572,3 +577,100 @@ def test_shipped_model_reads_type_and_severity_of_unseen_mail(
 ) -> None:
     [prediction] = shipped.predict([parse(mail(sender, subject, body))])
     assert (prediction.type, prediction.severity) == (kind, severity)
+
+
+# --- fast reading gives what the plain way gives -------------------------------------
+
+# Spacing, accents, final sigma, dotted capitals, ligatures, emoji, a lone surrogate.
+AWKWARD_DOCS = [
+    "Your account has been deactivated. Order 000-0000000-0000000, ASIN B00000000.",
+    "Ihr Verkäuferkonto wurde gesperrt – Bestellung „0000“ für 00,00 € (Straße)",
+    "Votre compte a été désactivé ; l’acheteur a laissé ★★☆☆☆ et un avis négatif",
+    "ΟΔΟΣ Σ σ ΣΑΣ. İSTANBUL ǅemal ﬁle Ⅻ ½ ³ x_y __ _ a b c d",
+    "",
+    "   ",
+    "a",
+    "emoji 📦 here\u2028line\xa0nbsp\ttab\x1cgroup",
+    "lone \ud800 surrogate",
+    "UPPER lower MiXeD 00 0 000 suspended SUSPENDED",
+]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: model.new_vectorizers()["word"], id="word-1-2"),
+        pytest.param(lambda: model.new_vectorizers()["char"], id="char_wb-3-4"),
+        pytest.param(lambda: model.new_vectorizers()["meta"], id="tokens-lowercased"),
+        pytest.param(lambda: model.new_vectorizers()["signal"], id="tokens-binary"),
+        pytest.param(
+            lambda: TfidfVectorizer(ngram_range=(1, 3), lowercase=False), id="word-1-3-cased"
+        ),
+        pytest.param(lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)), id="wb-2-5"),
+        pytest.param(lambda: TfidfVectorizer(analyzer="char", ngram_range=(2, 3)), id="char"),
+    ],
+)
+def test_fast_transform_gives_scikit_learns_matrix(make: Callable[[], TfidfVectorizer]) -> None:
+    # Fitted on part of the documents, so some of the others' terms are unknown.
+    vec = make().fit([*AWKWARD_DOCS[::2], "c:suspended s:suspended from:seller dom:amazon"])
+    expected = vec.transform(AWKWARD_DOCS)
+    got = model.transform(vec, AWKWARD_DOCS)
+    assert got.shape == expected.shape
+    assert np.array_equal(got.toarray(), expected.toarray())
+    assert got.has_sorted_indices
+
+
+def test_no_character_beyond_latin1_lowercases_into_a_word_character() -> None:
+    # Reading Latin-1 text as bytes (model.TokenIds) blanks such characters.
+    word = re.compile(r"\w")
+    odd = [
+        char
+        for char in map(chr, range(256, 0x110000))
+        if char.lower() != char and not word.match(char) and word.search(char.lower())
+    ]
+    assert odd == []
+
+
+def plain_concepts(text: str) -> set[str]:
+    """Every alternative tried at every word start its first letters key: the slow way."""
+    found: set[str] = set()
+    for start in re.finditer(r"(?<![a-z0-9])[a-z0-9]{1,3}", text):
+        for name, spelling in PLAIN_INDEX.get(start.group(), ()):
+            if spelling.match(text, start.start()):
+                found.add(name)
+    return signals.suppress(found)
+
+
+PLAIN_INDEX: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _name, _alternatives in signals.LEXICON.items():
+    for _alternative in _alternatives:
+        for _spelling in signals.expand(_alternative):
+            PLAIN_INDEX.setdefault(signals.anchor(_spelling), []).append(
+                (_name, re.compile(_spelling))
+            )
+
+
+def lexicon_phrases() -> list[str]:
+    """Rough spellings of every alternative, with the regex syntax dropped."""
+    return [
+        re.sub(r"\\[bwd]|[\\()?*+{}\[\]|^$.0-9,]", "", spelling)
+        for alternatives in signals.LEXICON.values()
+        for alternative in alternatives
+        for spelling in signals.expand(alternative)
+    ]
+
+
+def test_concepts_are_those_the_plain_way_finds() -> None:
+    phrases = lexicon_phrases()
+    glue = [" ", "", "_", "-", ". ", "'", "/", "(", "\n", "x", "1", ", ", "not ", "no "]
+    rng = random.Random(7)
+    texts = [" ".join(phrases), *phrases]
+    texts += [
+        "".join(rng.choice(phrases) + rng.choice(glue) for _ in range(rng.randint(1, 6)))
+        for _ in range(3000)
+    ]
+    texts += [signals.normalise(f"{subject} {body}") for _, subject, body, *_ in (
+        p.values for p in UNSEEN_WITH_SEVERITY)]  # fmt: skip
+    wrong = [text for text in texts if signals.concepts(text) != plain_concepts(text)]
+    assert wrong == []
+    assert sum(bool(plain_concepts(text)) for text in texts) > len(texts) // 2

@@ -176,7 +176,7 @@ def origin_tokens(message: Message) -> str:
     return " ".join(tokens)
 
 
-def _vectorizers() -> dict[str, TfidfVectorizer]:
+def new_vectorizers() -> dict[str, TfidfVectorizer]:
     return {
         "word": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
         "char": TfidfVectorizer(
@@ -505,7 +505,7 @@ class _Fitted:
         families: Sequence[str],
         critical_threshold: float,
     ) -> _Fitted:
-        vectorizers: dict[str, Any] = _vectorizers()
+        vectorizers: dict[str, Any] = new_vectorizers()
         columns = _columns(messages)
         for name, vec in vectorizers.items():
             if name != "signal":  # concept tokens are the lexicon's, never a family's
