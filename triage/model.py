@@ -207,10 +207,10 @@ def _columns(messages: Sequence[Message]) -> dict[str, list[str]]:
 # --- vectorising fast -------------------------------------------------------------
 # scikit-learn's analyzers build every n-gram of a text as a string and look each one up
 # in Python, which made vectorising the costliest part of predicting. Here the only
-# strings made are the tokens (in C, by the same regex); tokens and characters become
-# small integers, an n-gram one integer, and numpy finds the vocabulary's among them for
-# a whole batch at once. The count matrix is the one scikit-learn builds, entry for entry,
-# and the vectorizer's own TF-IDF step weights it.
+# strings made are the tokens; tokens and characters become small integers, an n-gram one
+# integer, and numpy finds the vocabulary's among them for a whole batch at once. The
+# count matrix is the one scikit-learn builds, entry for entry (tests/test_model.py), and
+# the vectorizer's own TF-IDF step weights it.
 
 # Token patterns whose matches are the same as a quicker pattern's (a run of 2+ word
 # characters can only start and end at a word boundary), none able to hold a space.
@@ -251,9 +251,9 @@ class NgramCounter:
 
     ``units`` splits documents into the units an n-gram is made of (tokens, or
     characters), each given as its id among the vocabulary's units (``size - 1`` for one
-    the vocabulary does not have) and the index of its document; an n-gram of ids is one
-    number in base ``size``, and
-    ``codes[n]`` holds the vocabulary's n-grams as such numbers, sorted, with their columns.
+    the vocabulary does not have) and the index of its document. An n-gram of ids is one
+    number in base ``size``; ``codes[n]`` holds the vocabulary's n-grams as such numbers,
+    sorted, with their columns.
     """
 
     vocabulary: dict[str, int]
@@ -363,8 +363,10 @@ def _code(ids: Sequence[int], size: int) -> int:
     return code
 
 
-# Every word character outside Latin-1 (none that is not lower-cases to one).
+# A word character beyond Latin-1. No other character beyond it lower-cases to a word
+# character (tests/test_model.py), so text without one can be read as Latin-1 bytes.
 WIDE_WORD_CHAR = re.compile(r"[^\W\x00-\xff]")
+SKIPPED = -1  # the id of a single word character, which is no token
 
 
 @dataclass
@@ -425,9 +427,6 @@ class TokenIds:
         doc_of = np.repeat(np.arange(len(docs)), lengths)
         kept = ids != SKIPPED
         return ids[kept], doc_of[kept]
-
-
-SKIPPED = -1
 
 
 def _char_ids(
