@@ -95,6 +95,7 @@ TRUSTED_TYPES = frozenset(
 TAG = re.compile(r"<[^>]+>")
 STYLE = re.compile(r"<(style|script|head)\b.*?</\1>", re.S | re.I)
 FOLD_DIGITS = str.maketrans("123456789", "000000000")
+FOLD_DIGIT_BYTES = bytes.maketrans(b"123456789", b"000000000")
 DIGIT = re.compile(r"[1-9]")
 
 
@@ -123,8 +124,14 @@ def readable_text(message: Message, body: str | None = None) -> str:
 
 
 def fold_digits(text: str) -> str:
-    # str.translate is quick on ASCII text only; a regex is steadier on the rest.
-    return text.translate(FOLD_DIGITS) if text.isascii() else DIGIT.sub("0", text)
+    # str.translate is quick on ASCII text only; Latin-1 goes through bytes, and a regex
+    # is steadier on the rest.
+    if text.isascii():
+        return text.translate(FOLD_DIGITS)
+    try:
+        return text.encode("latin-1").translate(FOLD_DIGIT_BYTES).decode("latin-1")
+    except UnicodeEncodeError:
+        return DIGIT.sub("0", text)
 
 
 def opening(text: str, size: int) -> str:
