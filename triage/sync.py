@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -221,7 +220,8 @@ def aware(moment: datetime | None, default: datetime) -> datetime:
 
 
 def _summary(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()[:SUMMARY_CHARS]
+    # Only the opening is kept, so only the opening is tidied (bodies run to 20 K characters).
+    return " ".join(text[: SUMMARY_CHARS * 4].split())[:SUMMARY_CHARS]
 
 
 T = TypeVar("T")
