@@ -43,11 +43,16 @@ from imapclient import IMAPClient  # noqa: E402
 
 from triage import corpus  # noqa: E402
 from triage.daemon import Daemon, Timing  # noqa: E402
+from triage.decoder import MIN_PARALLEL_BATCH, Decoder, build_decoder  # noqa: E402
 from triage.mailbox import Mailbox  # noqa: E402
 from triage.model import Classifier  # noqa: E402
 from triage.pipeline import Pipeline  # noqa: E402
 from triage.rules import load_rules  # noqa: E402
-from triage.settings import NotifySettings, Settings  # noqa: E402
+from triage.settings import (  # noqa: E402
+    NotifySettings,
+    Settings,
+    default_model_dir,
+)
 from triage.state import Database  # noqa: E402
 from triage.sync import Syncer, default_notifier  # noqa: E402
 
@@ -177,13 +182,14 @@ class StageClock:
 
 
 def backfill(
-    account: dovecot.Account, pipeline: Pipeline, db: Database
+    account: dovecot.Account, pipeline: Pipeline, db: Database, decoder: Decoder
 ) -> tuple[int, float, RssSampler, StageClock]:
     imap = account.imap_settings()
     with Mailbox(imap) as mailbox:
         inbox = next(f for f in mailbox.watched() if f.role == "inbox")
         stages = StageClock()
-        syncer = Syncer(db, mailbox, pipeline, imap, notifier=default_notifier(), hook=stages)
+        syncer = Syncer(db, mailbox, pipeline, imap, notifier=default_notifier(), hook=stages,
+                        decoder=decoder)
         with RssSampler() as rss:
             start = stages.last = time.perf_counter()
             report = syncer.sync_folder(inbox)
@@ -233,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--latency", type=int, default=50)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="decoding processes besides this one (the product default is 1)")
     args = parser.parse_args(argv)
     if not dovecot.available():
         sys.exit("dovecot is not installed (apt-get install dovecot-imapd)")
@@ -247,7 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         append_seconds = append_all(account, raws)
         fetched, fetch_seconds, fetch_bytes = raw_fetch(account)
         db = Database(state / "triage.db")
-        recorded, backfill_seconds, rss, stages = backfill(account, pipeline, db)
+        decoder = build_decoder(pipeline.classifier, default_model_dir(), args.workers)
+        decoder.decode([b"Subject: warm-up\r\n\r\nstarts the worker"] * MIN_PARALLEL_BATCH)
+        try:
+            recorded, backfill_seconds, rss, stages = backfill(account, pipeline, db, decoder)
+        finally:
+            decoder.close()
         waits = latency(account, pipeline, db, args.latency)
     finally:
         server.destroy()
@@ -260,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "append_msgs_per_s": round(args.count / append_seconds, 1),
         "raw_fetch_msgs_per_s": round(raw_rate, 1),
         "raw_fetch_mb_per_s": round(fetch_bytes / fetch_seconds / 2**20, 1),
+        "decode_workers": args.workers,
         "backfill_recorded": recorded,
         "backfill_seconds": round(backfill_seconds, 2),
         "backfill_msgs_per_s": round(e2e_rate, 1),

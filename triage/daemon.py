@@ -27,9 +27,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from triage import health, metrics
+from triage.decoder import Decoder, build_decoder
 from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
 from triage.liverules import RulesWatcher
-from triage.settings import Settings, from_env
+from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
 
@@ -88,6 +89,7 @@ class Daemon:
         out: Callable[[str], None] = print,
         timing: Timing | None = None,
         hook: Callable[[str], None] | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         if settings.imap is None:
             raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
@@ -102,6 +104,7 @@ class Daemon:
         self.out = out
         self.timing = timing or Timing()
         self.hook = hook
+        self.decoder = decoder
         self._stopping = threading.Event()
         # Held while a batch is being synced and committed: stopping waits for it.
         self._busy = threading.Lock()
@@ -285,6 +288,7 @@ class Daemon:
             dry_run=self.dry_run,
             out=self.out,
             should_stop=lambda: self.stopping,
+            decoder=self.decoder,
         )
 
     def _stage(self, stage: str) -> None:
@@ -352,7 +356,6 @@ def build_pipeline(settings: Settings) -> Pipeline:
     from triage.model import Classifier
     from triage.pipeline import Pipeline
     from triage.rules import load_rules
-    from triage.settings import default_model_dir
 
     return Pipeline(
         Classifier.load(default_model_dir()),
@@ -362,7 +365,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
 
 def build(
-    settings: Settings, pipeline: Pipeline | None = None, *, dry_run: bool = False
+    settings: Settings,
+    pipeline: Pipeline | None = None,
+    *,
+    dry_run: bool = False,
+    decoder: Decoder | None = None,
 ) -> Daemon:
     """The daemon of ``settings.imap`` with the real model, rules, mailbox and notifier."""
     from triage.mailbox import Mailbox
@@ -378,6 +385,7 @@ def build(
         lambda: Mailbox(imap),
         notifier=default_notifier(),
         dry_run=dry_run,
+        decoder=decoder,
     )
 
 
@@ -464,7 +472,17 @@ def run_command(args: argparse.Namespace) -> int:
         log.info("no mailbox configured (TRIAGE_IMAP_HOST): running on the sample mailbox")
         return demo.run_demo()
     pipeline = build_pipeline(settings)
-    daemons = [build(replace(settings, imap=account), pipeline, dry_run=args.dry_run)
+    decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers)
+    try:
+        return _run(args, settings, pipeline, decoder)
+    finally:
+        decoder.close()
+
+
+def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
+         decoder: Decoder) -> int:
+    daemons = [build(replace(settings, imap=account), pipeline, dry_run=args.dry_run,
+                     decoder=decoder)
                for account in settings.accounts]
     if args.once or args.dry_run:
         # A dry run changes no state, so looping would print the same lines forever.

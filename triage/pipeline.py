@@ -74,15 +74,30 @@ class Pipeline:
         self.rules = rules
 
     def decide(
-        self, messages: Sequence[Message], folder: str = "INBOX", role: str = "inbox"
+        self,
+        messages: Sequence[Message],
+        folder: str = "INBOX",
+        role: str = "inbox",
+        predictions: Sequence[Prediction | None] | None = None,
     ) -> list[Verdict]:
-        """One verdict per message, in order; the model sees the readable ones in one batch."""
+        """One verdict per message, in order; the model sees the readable ones in one batch.
+
+        ``predictions``, one per message (None for unreadable ones), are the model's
+        answers already computed elsewhere (a decoding worker); the model is then not asked.
+        """
         if role == SENT:
             return [own_mail(m) for m in messages]
         readable = [m for m in messages if not m.error]
-        predictions = iter(self._predict(readable))
+        if predictions is None:
+            known: Sequence[Prediction] = self._predict(readable)
+        else:
+            known = [p for m, p in zip(messages, predictions, strict=True)
+                     if not m.error and p is not None]
+            if len(known) != len(readable):
+                raise ModelError("a readable message came without its prediction")
+        predicted = iter(known)
         return [
-            unreadable(m) if m.error else self._decide_one(m, next(predictions), folder, role)
+            unreadable(m) if m.error else self._decide_one(m, next(predicted), folder, role)
             for m in messages
         ]
 

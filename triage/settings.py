@@ -70,6 +70,8 @@ class Settings:
     trusted_authserv_ids: tuple[str, ...] = ()
     dry_run: bool = False
     ops: OpsSettings = field(default_factory=lambda: OpsSettings())
+    # Processes besides this one that parse and classify large batches (0: none).
+    decode_workers: int = 1
     # Further mailboxes from the settings file; ``imap`` (from the environment) comes first.
     more_accounts: tuple[ImapSettings, ...] = ()
 
@@ -158,6 +160,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         trusted_authserv_ids=_split(env.get("TRIAGE_TRUSTED_AUTHSERV_IDS", "")),
         ops=ops_from_env(env),
         more_accounts=accounts_from_file(env.get("TRIAGE_SETTINGS_FILE"), env),
+        decode_workers=_int(env, "TRIAGE_DECODE_WORKERS", 1),
     )
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from triage import metrics
+from triage.decoder import Decoder
 from triage.errors import TriageError
 from triage.message import Message, parse
 from triage.settings import ImapSettings
@@ -95,7 +96,10 @@ class MailboxLike(Protocol):
 
 
 class PipelineLike(Protocol):
-    def decide(self, messages: Sequence[Message], folder: str, role: str) -> list[Verdict]: ...
+    def decide(
+        self, messages: Sequence[Message], folder: str, role: str,
+        predictions: Sequence[Any] | None = None,
+    ) -> list[Verdict]: ...
 
 
 class Notifier(Protocol):
@@ -184,6 +188,8 @@ class _Item:
     received_at: datetime
     history: bool
     verdict: Verdict | None = None
+    # The model's answer when a decoder computed it with the parse; else the pipeline asks.
+    prediction: Any = None
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -316,8 +322,10 @@ class Syncer:
         out: Callable[[str], None] = print,
         clock: Callable[[], datetime] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        decoder: Decoder | None = None,
     ) -> None:
         self.db = db
+        self.decoder = decoder
         self.mailbox = mailbox
         self.pipeline = pipeline
         self.imap = imap
@@ -397,16 +405,22 @@ class Syncer:
         self, folder: str, uids: Sequence[int], state: FolderState, report: SyncReport
     ) -> list[_Item]:
         history_before = state.first_sync_at - timedelta(hours=self.imap.history_grace_hours)
+        fetched = list(self.mailbox.fetch(folder, uids))
+        raws = [f.raw for f in fetched]
+        if self.decoder is not None:
+            decoded = [(d.message, d.prediction) for d in self.decoder.decode(raws)]
+        else:
+            decoded = [(parse(raw), None) for raw in raws]
         items = []
-        for fetched in self.mailbox.fetch(folder, uids):
-            message = parse(fetched.raw)
-            received = aware(fetched.internaldate, self.clock())
+        for mail, (message, prediction) in zip(fetched, decoded, strict=True):
+            received = aware(mail.internaldate, self.clock())
             items.append(_Item(
-                uid=fetched.uid,
+                uid=mail.uid,
                 message=message,
-                fingerprint=fingerprint(message, fetched.raw),
+                fingerprint=fingerprint(message, mail.raw),
                 received_at=received,
                 history=received < history_before,
+                prediction=prediction,
             ))
         report.fetched += len(items)
         return items
@@ -446,8 +460,13 @@ class Syncer:
                 item.verdict = unreadable_verdict(item.message.error)
         if not readable:
             return
+        messages = [i.message for i in readable]
         try:
-            verdicts = self.pipeline.decide([i.message for i in readable], folder.name, folder.role)
+            if self.decoder is not None:
+                verdicts = self.pipeline.decide(messages, folder.name, folder.role,
+                                                predictions=[i.prediction for i in readable])
+            else:
+                verdicts = self.pipeline.decide(messages, folder.name, folder.role)
         except TriageError as exc:
             log.warning("%s: deciding a batch failed (%s); deciding one by one", folder.name, exc)
             verdicts = [self._decide_one(folder, i.message) for i in readable]

@@ -1,0 +1,56 @@
+"""Decoding in a second process gives exactly what decoding here gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from triage.decoder import MIN_PARALLEL_BATCH, Decoder, ParallelDecoder
+from triage.model import Classifier
+from triage.settings import default_model_dir
+
+CORPUS = Path(__file__).resolve().parent / "corpora"
+
+pytestmark = pytest.mark.skipif(
+    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+)
+
+
+@pytest.fixture(scope="module")
+def raws() -> list[bytes]:
+    files = sorted((CORPUS / "package-notices").glob("*.eml"))
+    files += sorted((CORPUS / "mail-parser").glob("mail_*"))
+    files += sorted((CORPUS / "phishing-pot-amazon").glob("*.eml"))[:20]
+    mails = [f.read_bytes() for f in files] + [b""]  # one unreadable
+    assert len(mails) >= MIN_PARALLEL_BATCH
+    return mails
+
+
+def summary(decoded: list) -> list[tuple[str, str, str | None]]:  # type: ignore[type-arg]
+    return [
+        (d.message.subject, d.message.error,
+         d.prediction and f"{d.prediction.type}/{d.prediction.severity}")
+        for d in decoded
+    ]
+
+
+def test_a_worker_decodes_the_same_as_this_process(raws: list[bytes]) -> None:
+    classifier = Classifier.load()
+    here = Decoder(classifier).decode(raws)
+    parallel = ParallelDecoder(classifier, default_model_dir())
+    try:
+        assert summary(parallel.decode(raws)) == summary(here)
+    finally:
+        parallel.close()
+    assert here[-1].message.error and here[-1].prediction is None
+
+
+def test_a_dead_worker_is_replaced_by_decoding_here(raws: list[bytes], tmp_path: Path) -> None:
+    classifier = Classifier.load()
+    # A worker that cannot load its model fails every batch it is given.
+    broken = ParallelDecoder(classifier, tmp_path / "no-model-here")
+    try:
+        assert summary(broken.decode(raws)) == summary(Decoder(classifier).decode(raws))
+    finally:
+        broken.close()
