@@ -16,6 +16,7 @@ from email.utils import format_datetime
 
 import pytest
 
+from triage.mailbox import Fetched, Folder, FolderStatus
 from triage.message import Message
 from triage.settings import ImapSettings
 from triage.state import Database
@@ -36,27 +37,6 @@ class Stored:
     flags: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True)
-class Folder:
-    name: str
-    role: str
-
-
-@dataclass(frozen=True)
-class Status:
-    uidvalidity: int
-    uidnext: int
-    messages: int
-
-
-@dataclass(frozen=True)
-class Fetched:
-    uid: int
-    raw: bytes
-    size: int
-    flags: tuple[str, ...]
-    internaldate: datetime
-    truncated: bool = False
 
 
 class MemoryMailbox:
@@ -83,8 +63,9 @@ class MemoryMailbox:
     def raws(self, folder: str) -> list[bytes]:
         return [s.raw for s in self.folders[folder].values()]
 
-    def status(self, folder: str) -> Status:
-        return Status(self.uidvalidity[folder], self.uidnext[folder], len(self.folders[folder]))
+    def status(self, folder: str) -> FolderStatus:
+        count = len(self.folders[folder])
+        return FolderStatus(self.uidvalidity[folder], self.uidnext[folder], count)
 
     def uids_after(self, folder: str, last_uid: int, since: date | None) -> list[int]:
         return [
@@ -96,7 +77,8 @@ class MemoryMailbox:
     def fetch(self, folder: str, uids: Sequence[int]) -> list[Fetched]:
         box = self.folders[folder]
         return [
-            Fetched(u, box[u].raw, len(box[u].raw), tuple(box[u].flags), box[u].internaldate)
+            Fetched(u, box[u].raw, len(box[u].raw), tuple(box[u].flags), box[u].internaldate,
+                    False)
             for u in uids
             if u in box
         ]

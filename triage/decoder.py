@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from triage.message import Message, parse
+from triage.pipeline import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ MIN_PARALLEL_BATCH = 64
 # The worker's share of a batch. This process also fetches, applies the rules and
 # commits, yet a larger share (0.6) measured no faster in bench_imap.
 WORKER_SHARE = 0.5
-
-
-class Predicting(Protocol):
-    def predict(self, messages: Sequence[Message]) -> Sequence[Prediction]: ...
-
-
-class Prediction(Protocol):
-    @property
-    def type(self) -> str: ...
-    @property
-    def severity(self) -> str: ...
-    @property
-    def confidence(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +40,7 @@ class Decoded:
 class Decoder:
     """Decodes in this process."""
 
-    def __init__(self, classifier: Predicting) -> None:
+    def __init__(self, classifier: Predictor) -> None:
         self.classifier = classifier
 
     def decode(self, raws: Sequence[bytes]) -> list[Decoded]:
@@ -73,7 +60,7 @@ class ParallelDecoder(Decoder):
     loads the model from ``model_dir`` once.
     """
 
-    def __init__(self, classifier: Predicting, model_dir: Path) -> None:
+    def __init__(self, classifier: Predictor, model_dir: Path) -> None:
         super().__init__(classifier)
         self.pool = ProcessPoolExecutor(
             max_workers=1,
@@ -101,7 +88,7 @@ class ParallelDecoder(Decoder):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def build_decoder(classifier: Predicting, model_dir: Path, workers: int) -> Decoder:
+def build_decoder(classifier: Predictor, model_dir: Path, workers: int) -> Decoder:
     """A parallel decoder when a worker is wanted and a second core is there to run it."""
     if workers > 0 and (os.cpu_count() or 1) > 1:
         return ParallelDecoder(classifier, model_dir)
