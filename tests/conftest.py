@@ -10,14 +10,21 @@ every test gets a fresh, empty account on one of them.
   a self-signed certificate); special folders known only by their names.
 
 Tests that use them are marked ``imap`` automatically.
+
+Also ``db`` (a fresh state database) and ``http`` (a receiver of Apprise ``json://``
+posts, see ``tests/receivers.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import dovecot as dovecot_lib
 import pytest
+from receivers import HttpReceiver
+
+from triage.state import Database
 
 IMAP_FIXTURES = {"dovecot", "dovecot_without_move", "dovecot_servers"}
 
@@ -72,6 +79,22 @@ def dovecot_without_move(dovecot_servers: DovecotServers) -> Iterator[dovecot_li
     account = dovecot_servers.account(without=("MOVE",))
     yield account
     account.start()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A fresh state database in the test's own folder."""
+    database = Database(tmp_path / "triage.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    """A local HTTP server receiving Apprise ``json://`` posts."""
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -88,13 +88,6 @@ def uid_mail(subject: str) -> bytes:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "triage.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture
 def running(db: Database) -> Iterator[Callable[..., Daemon]]:
     """Start a daemon in a thread; stopped and joined at the end of the test."""
     started: list[tuple[Daemon, threading.Thread]] = []

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,13 +28,6 @@ HOSTILE = [
     "</table></ul></section><h2>Fake section</h2>",
     "[Verify now](http://evil.example/login) **urgent**",
 ]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "triage.db")
-    yield database
-    database.close()
 
 
 def mail(db: Database, subject: str, type_: str, severity: str, hours_ago: float = 1, **kw):

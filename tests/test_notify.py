@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,20 +21,6 @@ from triage.verdict import Action, Verdict
 
 NOW = datetime(2025, 11, 23, 9, 0, tzinfo=UTC)  # a Sunday
 LINK = "https://sellercentral.amazon.com/gp/guarantee-claims/home.html?claimId=42"
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "triage.db")
-    yield database
-    database.close()
 
 
 def settings(tmp_path: Path, *urls: str, rules: str = "") -> Settings:

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from receivers import HttpReceiver, record
+from receivers import record
 
 from triage import notify, replyclock
 from triage.message import Message
 from triage.settings import NotifySettings, Settings
-from triage.state import Database
 from triage.verdict import Action, Verdict
 
 OPENED = datetime(2025, 11, 22, 10, 0, tzinfo=UTC)  # a Saturday: weekends count
 ORDER = "114-1111111-2222222"
 RELAY = "abcd1234@marketplace.amazon.co.uk"
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    receiver = HttpReceiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(tmp_path / "triage.db")
-    yield database
-    database.close()
 
 
 def config(tmp_path: Path, url: str) -> Settings:
