@@ -430,11 +430,12 @@ def day(moment: datetime, tz: ZoneInfo) -> str:
 
 
 def span(delta: timedelta) -> str:
-    """``3 days``, ``5 hours``, ``40 minutes``: the largest unit that reads well."""
+    """``3 days``, ``2 days 23 h``, ``5 hours``, ``40 minutes``: what reads well."""
     seconds = max(0, int(delta.total_seconds()))
     # Rounded down: a seller is better told too little time than too much.
     if seconds >= 2 * 86400:
-        return f"{seconds // 86400} days"
+        days, hours = seconds // 86400, seconds % 86400 // 3600
+        return f"{days} days {hours} h" if hours and days < 3 else f"{days} days"
     if seconds >= 2 * 3600:
         return f"{seconds // 3600} hours"
     if seconds >= 3600:
