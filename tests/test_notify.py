@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from receivers import HttpReceiver, SmtpReceiver, record
 
-from triage import notify
+from triage import notify, notifypolicy
 from triage.errors import ConfigError, RulesError
 from triage.message import Message
 from triage.rules import load_rules
@@ -292,7 +292,7 @@ def test_a_full_notify_section_is_read(tmp_path):
         "  reminders: [6h, 30m]\n  silence_after: 2d\n",
         encoding="utf-8",
     )
-    policy = notify.policy_from_file(path)
+    policy = notifypolicy.policy_from_file(path)
     assert policy.alert_severities == ("critical", "high")
     assert policy.tags_for("alert", "critical") == ("alert", "critical", "phone")
     assert [d.name for d in policy.digests] == ["morning"]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from triage import settings, sync
 from triage.mailbox import Fetched, Folder, FolderStatus
@@ -98,7 +97,7 @@ class SampleMailbox:
 
 def run_demo(out: Callable[[str], None] = print, now: datetime | None = None) -> int:
     """Run the pipeline on the sample mailbox and print what a seller would get."""
-    from triage import digest, model, pipeline, rules
+    from triage import digest, model, notifypolicy, pipeline, rules
     from triage.state import Database
 
     now = now or datetime.now(UTC)
@@ -119,14 +118,11 @@ def run_demo(out: Callable[[str], None] = print, now: datetime | None = None) ->
             out(_summary(reports, box))
             report = digest.build_digest(db.conn, title="Amazon mail digest (demo)", since=None,
                                          until=now)
-            out(digest.render(digest.to_document(report, _zone(config)), "text"))
+            zone = notifypolicy.timezone(config)
+            out(digest.render(digest.to_document(report, zone), "text"))
         finally:
             db.close()
     return 0
-
-
-def _zone(config: settings.Settings) -> ZoneInfo:
-    return ZoneInfo(config.notify.timezone)
 
 
 def _summary(reports: Sequence[sync.SyncReport], box: SampleMailbox) -> str:
