@@ -92,6 +92,12 @@ CONDITION_CASES = [
     ),
     ("{header: {name: X-Space-Notification-Type}}", mail(), {}, False),
     ("{header: {name: Subject, pattern: '/order \\d+/'}}", mail(subject="Order 42"), {}, True),
+    # any other header the mail carries, e.g. a helpdesk's or a supplier's own
+    ("{header: {name: X-Mailer, pattern: ShipStation}}", mail(X_Mailer="ShipStation 4.2"), {},
+     True),
+    ("{header: {name: List-Unsubscribe}}", mail(List_Unsubscribe="<mailto:u@x.example>"), {},
+     True),
+    ("{header: {name: X-Mailer, pattern: ShipStation}}", mail(), {}, False),
     # what the model (or an earlier rule) said
     ("{type: claim}", mail(), {"type": "claim", "severity": "high"}, True),
     ("{type: [order, return]}", mail(), {"type": "claim", "severity": "high"}, False),

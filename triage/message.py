@@ -344,7 +344,23 @@ def _build(mime: email.message.Message, size: int) -> Message:
         link_hosts=tuple(dict.fromkeys(h for h in urls.values() if h))[:MAX_LINKS],
         from_count=len(headers.get("from", ())),
         size=size,
+        extra_headers=_extra_headers(headers),
     )
+
+
+# Headers that Message keeps as fields of their own, and trace headers that only
+# servers read; every other header is kept, so a seller's rule can match on it.
+FIELD_HEADERS = frozenset({
+    "from", "reply-to", "to", "subject", "message-id", "in-reply-to",
+    "authentication-results", "x-space-notification-type", "x-marketplace-id",
+    "received", "dkim-signature", "arc-seal", "arc-message-signature",
+    "arc-authentication-results",
+})
+
+
+def _extra_headers(headers: Headers) -> dict[str, str]:
+    """The other headers by lower-case name, first value, decoded and unfolded."""
+    return {name: _header(headers, name) for name in headers if name not in FIELD_HEADERS}
 
 
 def _index(mime: email.message.Message) -> Headers:

@@ -440,7 +440,8 @@ class Sender(Condition):
         )
 
 
-# Headers the parser keeps as fields of Message rather than in extra_headers.
+# Headers the parser keeps as fields of Message; the rest are in extra_headers,
+# by lower-case name.
 _HEADER_FIELDS: dict[str, Callable[[Message], str]] = {
     "from": lambda m: f"{m.sender_name} <{m.sender_address}>",
     "reply-to": lambda m: m.reply_to,
@@ -472,11 +473,8 @@ class Header(Condition):
 
     def value(self, message: Message) -> str:
         wanted = self.name.lower()
-        for name, value in message.extra_headers.items():
-            if name.lower() == wanted:
-                return value
         getter = _HEADER_FIELDS.get(wanted)
-        return getter(message) if getter else ""
+        return getter(message) if getter else message.extra_headers.get(wanted, "")
 
     def matches(self, facts: Facts) -> bool:
         value = self.value(facts.message)
