@@ -9,13 +9,17 @@ SMTP (no TLS) with a login it accepts.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -202,3 +206,20 @@ def record(
         row_id = int(cursor.lastrowid or 0)
         notify.after_verdict(conn, row_id, message, verdict, history=history, now=now)
     return row_id
+
+
+def run_cli(tmp_path: Path, *args: str, urls: str = "") -> subprocess.CompletedProcess[str]:
+    """``triage ARGS`` as a seller runs it: state in ``tmp_path``, an empty rules file,
+    the given notification URLs and no settings inherited from the developer's shell."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env.update({
+        "TRIAGE_NOTIFY_URLS": urls,
+        "TRIAGE_STATE_DIR": str(tmp_path),
+        "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
+        "TRIAGE_TIMEZONE": "Europe/London",
+    })
+    (tmp_path / "rules.yaml").write_text("version: 1\n", encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "triage.cli", *args],
+        env=env, text=True, capture_output=True, timeout=120, check=False,
+    )

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import markdown
 import pytest
 from lxml import html as lxml_html
-from receivers import SmtpReceiver, record
+from receivers import SmtpReceiver, record, run_cli
 
 from triage import digest
 from triage.digest import DigestSchedule
@@ -205,25 +202,6 @@ def test_the_html_digest_renders_in_a_browser_in_priority_order(db, tmp_path):
     ]
     assert dom.xpath("//script") == []
     assert len(dom.xpath("//section[@id='phishing']//li")) == 3
-
-
-def run_cli(tmp_path: Path, *args: str, urls: str = "") -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TRIAGE_NOTIFY_URLS": urls,
-        "TRIAGE_STATE_DIR": str(tmp_path),
-        "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
-        "TRIAGE_TIMEZONE": "Europe/London",
-    }
-    (tmp_path / "rules.yaml").write_text("version: 1\n", encoding="utf-8")
-    return subprocess.run(
-        [sys.executable, "-m", "triage.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_digest_preview_prints_and_sends_nothing_then_now_sends_once(db, tmp_path):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from receivers import HttpReceiver, SmtpReceiver, record
+from receivers import HttpReceiver, SmtpReceiver, record, run_cli
 
 from triage import notify, notifypolicy
 from triage.errors import ConfigError, RulesError
@@ -304,26 +301,6 @@ def test_an_unusable_url_is_refused_without_showing_it(tmp_path):
     with pytest.raises(ConfigError) as caught:
         notify.load_targets(settings(tmp_path, "nosuchscheme://user:hunter2@host"))
     assert "hunter2" not in str(caught.value)
-
-
-def run_cli(tmp_path: Path, *args: str, urls: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TRIAGE_NOTIFY_URLS": urls,
-        "TRIAGE_STATE_DIR": str(tmp_path),
-        "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
-        "TRIAGE_TIMEZONE": "Europe/London",
-    }
-    env.pop("TRIAGE_APPRISE_CONFIG", None)
-    (tmp_path / "rules.yaml").write_text("version: 1\n", encoding="utf-8")
-    return subprocess.run(
-        [sys.executable, "-m", "triage.cli", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_notify_test_reports_each_target_with_secrets_masked(tmp_path, http):
