@@ -1,9 +1,11 @@
 """Score the shipped pipeline on the held-out mail: the full report.
 
-    python models/heldout/evaluate.py [--model-dir DIR] [--rules rules.yaml]
+    python models/heldout/evaluate.py [--folder DIR] [--model-dir DIR] [--rules rules.yaml]
 
 Type and severity figures count genuine mail only (phishing is scored on trust);
 "model" is the classifier alone, "pipeline" is what the seller sees after the rules.
+``--folder`` scores any set laid out the same way (``labels.csv`` + ``mail/``), such as
+real mail a user keeps outside the repository; extra columns in its ``labels.csv`` are ignored.
 """
 
 from __future__ import annotations
@@ -163,10 +165,12 @@ def per_type(cases: Sequence[Case]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=HERE,
+                        help="a set with labels.csv and mail/ (default: this held-out set)")
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--rules", type=Path, default=ROOT / "rules.yaml")
     args = parser.parse_args(argv)
-    print(report(run(model_dir=args.model_dir, rules_path=args.rules)))
+    print(report(run(folder=args.folder, model_dir=args.model_dir, rules_path=args.rules)))
     return 0
 
 
