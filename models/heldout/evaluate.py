@@ -44,6 +44,7 @@ class Case:
     verdict: Verdict
     model_type: str
     model_severity: str
+    set: str = "base"
 
     @property
     def from_amazon(self) -> bool:
@@ -76,7 +77,7 @@ def run(folder: Path = HERE, model_dir: Path | None = None,
     predictions = classifier.predict(messages)
     return [
         Case(row["file"], row["type"], row["severity"], row["lang"], row["genuine"] == "true",
-             row.get("kind", ""), m, v, p.type, p.severity)
+             row.get("kind", ""), m, v, p.type, p.severity, row.get("set") or "base")
         for row, m, v, p in zip(labels, messages, verdicts, predictions, strict=True)
     ]
 
@@ -123,6 +124,13 @@ def report(cases: Sequence[Case]) -> str:
            f"{'crit rec':>9}"]
     out.append(line("model", score(cases, model=True)))
     out.append(line("pipeline", score(cases)))
+    sets = sorted({c.set for c in genuine})
+    if len(sets) > 1:  # each set on its own: the first set's figures stay comparable over time
+        out += ["", "by set (model, then pipeline):"]
+        for name in sets:
+            part = [c for c in cases if c.set == name]
+            out.append(line(f"{name[:6]} mod", score(part, model=True)))
+            out.append(line(f"{name[:6]} pipe", score(part)))
     langs = sorted({c.lang for c in genuine})
     out += ["", "pipeline by language:"]
     out += [line(lang, score([c for c in genuine if c.lang == lang])) for lang in langs]
