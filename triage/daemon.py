@@ -35,7 +35,7 @@ from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
 
 if TYPE_CHECKING:
-    from triage.pipeline import Pipeline
+    from triage.pipeline import Pipeline, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,8 @@ class Daemon:
                         break
                     self._sync(syncer, changed)
                     self._deliver()
+                    if self.decoder is not None:
+                        self.decoder.rest()  # caught up: no worker while waiting for mail
                 self._alive()
                 woke = self._idle(mailbox, idle_on, folders)
                 if self.stopping:
@@ -353,15 +355,20 @@ def _close(mailbox: DaemonMailbox) -> None:
 
 def build_pipeline(settings: Settings) -> Pipeline:
     """The real model and rules; one pipeline serves every account."""
-    from triage.model import Classifier
-    from triage.pipeline import Pipeline
+    from triage.pipeline import LazyPredictor, Pipeline
     from triage.rules import load_rules
 
     return Pipeline(
-        Classifier.load(default_model_dir()),
+        LazyPredictor(_load_classifier),
         load_rules(settings.rules_path),
         settings.trusted_authserv_ids,
     )
+
+
+def _load_classifier() -> Predictor:
+    from triage.model import Classifier
+
+    return Classifier.load(default_model_dir())
 
 
 def build(

@@ -6,6 +6,7 @@ of junk, and genuine Amazon seller mail found in junk is rescued.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -34,6 +35,27 @@ class Predictor(Protocol):
     """What the pipeline needs of a classifier (``triage.model.Classifier`` is one)."""
 
     def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]: ...
+
+
+class LazyPredictor:
+    """A classifier loaded the first time a mail needs it.
+
+    Loading the model (scikit-learn and its weights) takes seconds and a large share
+    of the daemon's memory; a mailbox whose mail its headers settle never needs it,
+    and the daemon is watching before it is loaded.
+    """
+
+    def __init__(self, load: Callable[[], Predictor]) -> None:
+        self._load = load
+        self._loaded: Predictor | None = None
+        self._lock = threading.Lock()
+
+    def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]:
+        if self._loaded is None:
+            with self._lock:  # accounts sync in threads: one loads, the others wait
+                if self._loaded is None:
+                    self._loaded = self._load()
+        return self._loaded.predict(messages)
 
 
 class Assessment(Protocol):
@@ -140,7 +162,9 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
     if prediction.type not in TYPES:
         raise ModelError(f"classifier returned the unknown type '{prediction.type}'")
     severity = clamp_severity(prediction.type, prediction.severity)
-    reasons = [f"model: {prediction.type}, {severity} ({prediction.confidence:.2f})"]
+    # A mail settled by its headers (triage.screen) says so instead of naming the model.
+    settled = getattr(prediction, "reason", "")
+    reasons = [settled or f"model: {prediction.type}, {severity} ({prediction.confidence:.2f})"]
     if severity != prediction.severity:
         reasons.append(f"a {prediction.type} is never {prediction.severity}: {severity}")
     if found.suspicious:
@@ -153,6 +177,7 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         amazon=found.authenticated and prediction.type != "other",
         reasons=reasons,
         order_id=message.order_id,
+        decided_by="headers" if settled else "model",
     )
 
 

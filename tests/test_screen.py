@@ -1,0 +1,143 @@
+"""Mail the headers settle skips the full read and the model, and no Amazon mail is settled.
+
+The proof runs over every mail the project holds: the held-out set (genuine Amazon
+mail and phishing that imitates it), the training corpus, and the real-world corpora
+(real Amazon phishing, Amazon shopping mail, carrier notices, messy MIME).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from triage import trust
+from triage.message import parse
+from triage.pipeline import Pipeline
+from triage.rules import parse_rules
+from triage.screen import SETTLED, screen
+
+ROOT = Path(__file__).resolve().parent.parent
+HELDOUT = ROOT / "models" / "heldout"
+CORPUS = ROOT / "models" / "corpus"
+CORPORA = Path(__file__).resolve().parent / "corpora"
+
+NEWSLETTER = (
+    b"From: \"Shopify Plus\" <news@shopifyplus.com>\r\n"
+    b"To: orders@brightnookhome.com\r\nSubject: Five ways to grow this spring\r\n"
+    b"Message-ID: <n-1@shopifyplus.com>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"<html><body><table><tr><td><h1>Grow this spring</h1><p>Our new invoice templat=\r\n"
+    b"es and shipping guide.</p></td></tr></table></body></html>\r\n"
+)
+
+
+def variant(body: bytes, subject: bytes = b"Five ways to grow this spring") -> bytes:
+    head, _, _ = NEWSLETTER.partition(b"\r\n\r\n")
+    head = head.replace(b"Five ways to grow this spring", subject)
+    return head + b"\r\n\r\n" + body
+
+
+def amazon_like(raw: bytes) -> bool:
+    """What the full read says: the mail presents as Amazon or is authenticated as it."""
+    message = parse(raw)
+    if message.error:
+        return False
+    found = trust.assess(message)
+    return found.presents_as_amazon or found.authenticated
+
+
+def test_a_newsletter_is_settled_with_its_headers_and_words() -> None:
+    message = screen(NEWSLETTER)
+    assert message is not None
+    assert message.sender_address == "news@shopifyplus.com"
+    assert message.subject == "Five ways to grow this spring"
+    assert "invoice templates and shipping guide" in message.text
+    assert "<" not in message.text
+
+
+@pytest.mark.parametrize("body", [
+    b"<p>Your Amazon seller account</p>",
+    b"<p>Your A m a z o n account</p>",
+    b"<p>Your Ama<b>zon</b> account</p>",
+    b"<p>Your &#65;mazon account</p>",
+    "<p>Your Аmazon account</p>".encode(),  # Cyrillic capital A
+    b"<p>Your arnaz0n account</p>",
+    b"<p>Seller Central: action required</p>",
+    b"<p>About order 203-9733014-8474730</p>",
+    b"<p>Your am=\r\nazon account</p>",
+])
+def test_any_sign_of_amazon_in_the_text_means_the_full_read(body: bytes) -> None:
+    assert screen(variant(body)) is None
+
+
+def test_amazon_in_base64_text_means_the_full_read() -> None:
+    raw = (NEWSLETTER.split(b"Content-Type:")[0]
+           + b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + b"PHA+WW91ciBBbWF6b24gYWNjb3VudCBpcyBhdCByaXNrPC9wPg==\r\n")
+    assert screen(raw) is None
+
+
+@pytest.mark.parametrize("subject", [b"Your Amazon order", b"=?utf-8?b?QW1hem9uIG9yZGVy?="])
+def test_amazon_in_the_subject_means_the_full_read(subject: bytes) -> None:
+    assert screen(variant(b"<p>hello</p>", subject)) is None
+
+
+def test_an_unusual_charset_means_the_full_read() -> None:
+    raw = NEWSLETTER.replace(b"charset=utf-8", b"charset=koi8-r")
+    assert screen(raw) is None
+
+
+def test_the_verdict_of_a_settled_mail_says_so() -> None:
+    message = screen(NEWSLETTER)
+    assert message is not None
+    rules = parse_rules(
+        "version: 1\nrules:\n  - name: supplier-news\n    match:\n      body: invoice templates\n"
+        "    tags: [supplier]\n"
+    )
+    verdict = Pipeline(classifier=None, rules=rules).decide(  # type: ignore[arg-type]
+        [message], predictions=[SETTLED])[0]
+    assert (verdict.type, verdict.severity, verdict.suspicious, verdict.amazon) == (
+        "other", "low", False, False)
+    assert verdict.reasons[0].startswith("settled by its headers")
+    # The seller's rules still read the settled mail.
+    assert "supplier" in verdict.tags
+
+
+def heldout_files() -> list[tuple[Path, dict[str, str]]]:
+    with (HELDOUT / "labels.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [(HELDOUT / "mail" / r["file"], r) for r in rows]
+
+
+def test_no_held_out_amazon_mail_or_phishing_is_settled() -> None:
+    settled = []
+    for path, row in heldout_files():
+        raw = path.read_bytes()
+        if screen(raw) is None:
+            continue
+        settled.append(path.name)
+        assert row["type"] == "other" and row["genuine"] == "true", path.name
+        assert not amazon_like(raw), path.name
+    assert settled, "the held-out set has mail from others, which the headers settle"
+
+
+def test_no_training_mail_of_an_amazon_type_is_settled() -> None:
+    with (CORPUS / "labels.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 1000
+    wrong = [r["path"] for r in rows
+             if r["type"] != "other" and screen((CORPUS / r["path"]).read_bytes()) is not None]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("folder", sorted(p.name for p in CORPORA.iterdir() if p.is_dir()))
+def test_no_real_world_mail_that_presents_as_amazon_is_settled(folder: str) -> None:
+    files = [p for p in sorted((CORPORA / folder).rglob("*"))
+             if p.is_file() and p.suffix != ".md" and "LICENSE" not in p.name]
+    for path in files:
+        raw = path.read_bytes()
+        if screen(raw) is not None:
+            assert not amazon_like(raw), path

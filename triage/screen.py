@@ -1,0 +1,166 @@
+"""Mail its headers already settle: clearly not Amazon, and not a buyer relayed by Amazon.
+
+Most of a seller's mailbox is newsletters, carrier notices, supplier and personal mail.
+Reading such a mail in full (MIME tree, HTML to text, links) and asking the model costs
+several times what its headers and one look over its bytes cost, and changes nothing:
+a mail that is not from an Amazon domain is never seller mail, and one that nowhere
+names Amazon cannot be phishing that imitates it.
+
+A mail is settled here only when nothing in it names Amazon: not its sender, subject
+or any header, nor its body once quoted-printable and base64 are undone, tags dropped,
+look-alike letters and spaced-out letters undone (as :mod:`triage.trust` reads them),
+and it carries no Amazon order ID. Anything the cheap look cannot read with
+confidence (a charset that could spell Latin look-alikes in other bytes, UTF-16, a
+broken header) goes the full way. The settled mail still meets the seller's rules,
+on its headers and the text the look found.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import re
+import string
+from dataclasses import dataclass, replace
+
+from triage.message import Message, parse, site_of
+from triage.trust import normalise, presents_as_amazon
+
+# The only charsets whose bytes the look reads as it reads UTF-8 or Latin-1: a
+# Cyrillic or Greek charset could spell "аmazon" in bytes the look would not know.
+PLAIN_CHARSETS = frozenset({
+    "us-ascii", "ascii", "utf-8", "utf8", "iso-8859-1", "latin1", "latin-1", "iso-8859-15",
+    "windows-1252", "cp1252",
+})
+# "=3D" is "=" in quoted-printable HTML (<meta charset=3D"utf-8">). On lower-cased bytes.
+CHARSET = re.compile(rb"charset\s*=\s*(?:3d)?[\"']?([\w.:-]+)")
+BASE64_HEAD = re.compile(rb"content-transfer-encoding:\s*base64")
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+# Boundaries and part headers; found from line ends, which is quick.
+MIME_LINE = re.compile(r"\n(?:--|[Cc]ontent-|MIME-|\s+\w+=)[^\n]*")
+TAG = re.compile(r"<(?:style|script|head)\b.*?</(?:style|script|head)\s*>|<[^>]*>",
+                 re.IGNORECASE | re.DOTALL)
+# Looked for in normalised text (look-alikes undone) with everything but letters and
+# digits squeezed out, so "A m a z o n", "Ama<b>zon</b>" and "a.m.a.z.o.n" are found.
+# Wider than anything trust.py or the model answers to, on purpose: a false alarm
+# here only costs the full read.
+AMAZON_MARKS = (b"amaz", b"amzn", b"sellercentral", b"prime", b"atoz", b"azguarant")
+# One bytes.translate squeezes and folds ASCII in C: capitals and trust.CONFUSABLES'
+# leet signs to letters; everything else that is not a letter or digit dropped.
+_LEET = "0134579@$|!"
+_FOLD = bytes.maketrans(
+    (string.ascii_uppercase + _LEET).encode(), (string.ascii_lowercase + "oieastgasli").encode()
+)
+_DROP = bytes(c for c in range(128) if not chr(c).isalnum() and chr(c) not in _LEET)
+BYTE_MARKS = (b"amaz", b"amzn")
+# The 7-7 digits of an Amazon order ID (3-7-7), looser about spaces.
+ORDER_ID = re.compile(r"-\s*\d{7}\s*-\s*\d{7}")
+TEXT_CHARS = 20_000
+REASON = "settled by its headers and a look at its text: not Amazon, not a buyer relay"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the pipeline gets in place of the model's answer for a settled mail."""
+
+    type: str = "other"
+    severity: str = "low"
+    confidence: float = 1.0
+    reason: str = REASON
+
+
+SETTLED = Settled()
+
+
+def screen(raw: bytes) -> Message | None:
+    """The mail as its headers and a light look read it when that settles it, else None.
+
+    None means: parse and classify in full.
+    """
+    found = HEAD_END.search(raw)
+    if found is None:
+        return None
+    head, body = raw[: found.start()], raw[found.end():]
+    lower = head.lower()
+    if any(mark in lower for mark in BYTE_MARKS) or not _plain_charsets(raw.lower()):
+        return None
+    message = parse(head + b"\r\n\r\n")
+    if message.error or message.from_count != 1 or not message.sender_domain:
+        return None
+    if site_of(message.sender_domain) or presents_as_amazon(message)[0]:
+        return None
+    if _names_amazon(" ".join((message.sender_name, message.sender_address, message.subject,
+                              message.reply_to, *message.extra_headers.values()))):
+        return None
+    if BASE64_HEAD.search(lower) and b"multipart/" not in lower:
+        # A single part in base64: the text is all of the body, decoded.
+        body = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body
+    text = _readable(body)
+    if text is None:
+        return None
+    return replace(message, text=text[:TEXT_CHARS], size=len(raw))
+
+
+def _plain_charsets(lower: bytes) -> bool:
+    return all(c.decode("ascii", "replace") in PLAIN_CHARSETS for c in CHARSET.findall(lower))
+
+
+def _readable(body: bytes) -> str | None:
+    """The body's words, encodings undone; None when it names Amazon or cannot be read.
+
+    Base64 text parts are decoded and looked at; attachments and images are skipped,
+    as the full parse skips them. What is not base64 is read as quoted-printable
+    (which leaves plain 7-bit and 8-bit text as it is).
+    """
+    body = body.replace(b"\r\n", b"\n")
+    lower = body.lower()
+    kept: list[bytes] = []
+    cursor = 0
+    at = lower.find(b"base64")
+    try:
+        while at >= 0:
+            start = lower.find(b"\n\n", at)
+            if start < 0:
+                break
+            end = lower.find(b"\n--", start)
+            end = len(body) if end < 0 else end
+            headers = lower[max(lower.rfind(b"\n\n", 0, at), 0) : start]
+            at_type = headers.rfind(b"content-type:")
+            if at_type < 0 or headers[at_type + 13 :].lstrip().startswith(b"text/"):
+                run = binascii.a2b_base64(body[start:end])
+                if run.count(b"\x00") > len(run) // 8:
+                    return None  # UTF-16 or UTF-32 text: not read here
+                kept += (binascii.a2b_qp(body[cursor:start]), run)
+            else:
+                kept.append(binascii.a2b_qp(body[cursor:start]))
+            cursor = end
+            at = lower.find(b"base64", end)
+        kept.append(binascii.a2b_qp(body[cursor:]))
+        decoded = b"\n".join(kept)
+    except (binascii.Error, ValueError):
+        return None
+    lowered = decoded.lower()
+    if any(mark in lowered for mark in BYTE_MARKS):
+        return None
+    text = _words(MIME_LINE.sub(" ", decoded.decode("utf-8", "replace")))
+    if "\x00" in text or _names_amazon(text):
+        return None
+    return text
+
+
+def _words(text: str) -> str:
+    """Text without tags, entities read, spaces collapsed (tags part words, as shown)."""
+    text = TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return " ".join(text.split())
+
+
+def _names_amazon(text: str) -> bool:
+    if ORDER_ID.search(text):
+        return True
+    if not text.isascii():
+        text = normalise(text)  # look-alikes from other scripts, accents, invisibles
+    squeezed = text.encode("utf-8", "replace").translate(_FOLD, _DROP)
+    squeezed = squeezed.replace(b"rn", b"m").replace(b"vv", b"w")
+    return any(mark in squeezed for mark in AMAZON_MARKS)
