@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from triage import message as message_mod
+from triage import progress
 from triage.errors import TriageError
 from triage.message import Message
+from triage.progress import Progress
 from triage.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -110,12 +112,16 @@ def build_pipeline(rules_path: str | None) -> Pipeline:
 Result = tuple[Source, Message, Verdict]
 
 
-def classify(sources: Iterable[Source], rules_path: str | None) -> Iterator[Result]:
+def classify(
+    sources: Iterable[Source], rules_path: str | None, shown: Progress | None = None
+) -> Iterator[Result]:
     pipe = build_pipeline(rules_path)
     for batch in batches(sources):
         parsed = [message_mod.parse(s.raw) for s in batch]
         verdicts = pipe.decide(parsed, folder="", role="file")
         yield from zip(batch, parsed, verdicts, strict=True)
+        if shown is not None:
+            shown.advance(len(batch))
 
 
 def json_line(source: Source, verdict: Verdict) -> str:
@@ -150,5 +156,10 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise TriageError(f"{path}: no such file or folder")
     sources = (source for path in paths for source in read_path(path))
-    write(classify(sources, args.rules), args.json, sys.stdout)
+    if sys.stdout.isatty():
+        # The verdicts scrolling by are the progress; a bar would only tear them.
+        write(classify(sources, args.rules), args.json, sys.stdout)
+        return 0
+    with progress.track("classify") as shown:
+        write(classify(sources, args.rules, shown), args.json, sys.stdout)
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from triage import metrics
+from triage import metrics, progress
 from triage.decoder import Decoder
 from triage.errors import TriageError
 from triage.message import Message, parse
@@ -38,6 +38,8 @@ STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
 SUMMARY_CHARS = 280
+# A backlog this long (a first start, a resync) shows its progress.
+PROGRESS_FROM = 500
 BODY_PREFIX = 2048
 
 register_schema(
@@ -346,10 +348,18 @@ class Syncer:
         state, since = self._start(folder.name, now, report)
         uids = [u for u in self.mailbox.uids_after(folder.name, state.last_uid, since)
                 if u > state.last_uid]
-        for batch in _chunks(sorted(uids), max(1, self.imap.fetch_batch)):
-            if self.should_stop():
-                break  # what is left is picked up on the next start
-            state = self._batch(folder, state, batch, report)
+        shown = (progress.Progress(f"{folder.name}: backfill", len(uids))
+                 if len(uids) >= PROGRESS_FROM else None)
+        try:
+            for batch in _chunks(sorted(uids), max(1, self.imap.fetch_batch)):
+                if self.should_stop():
+                    break  # what is left is picked up on the next start
+                state = self._batch(folder, state, batch, report)
+                if shown is not None:
+                    shown.advance(len(batch))
+        finally:
+            if shown is not None:
+                shown.close()
         if not self.dry_run:
             self._finish(state, report)
             self._watch_answered(state)
