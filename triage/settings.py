@@ -147,9 +147,10 @@ def _preset(env: Mapping[str, str]) -> dict[str, str]:
         "TRIAGE_IMAP_HOST": preset.host,
         "TRIAGE_IMAP_PORT": str(preset.port),
         "TRIAGE_IMAP_SECURITY": preset.security,
-        "TRIAGE_IMAP_JUNK_FOLDER": preset.junk_folder,
         "TRIAGE_IMAP_AUTH": preset.auth,
     }
+    # Not the junk folder's name: servers mark it (SPECIAL-USE) and a name that differs
+    # by language or account type would stop the daemon; `triage doctor` suggests it.
     return {key: value for key, value in values.items() if value}
 
 
@@ -208,6 +209,27 @@ def _login_file(env: Mapping[str, str]) -> dict[str, str]:
         raise ConfigError(f"{path}: cannot read the saved login ({exc}); "
                           "run `triage login` again") from exc
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """The app registration ``triage login`` signs in with, and where it saves the result."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str
+    state_dir: Path
+
+
+def oauth_client_from_env(env: Mapping[str, str] | None = None) -> OAuthClient:
+    """``TRIAGE_OAUTH_CLIENT_ID``, ``..._CLIENT_SECRET[_FILE]``, ``..._SCOPE``, the state dir."""
+    env = os.environ if env is None else env
+    return OAuthClient(
+        client_id=env.get("TRIAGE_OAUTH_CLIENT_ID", ""),
+        client_secret=_read_secret(env, "TRIAGE_OAUTH_CLIENT_SECRET"),
+        scope=env.get("TRIAGE_OAUTH_SCOPE", ""),
+        state_dir=state_dir_from_env(env),
+    )
 
 
 def oauth_from_env(env: Mapping[str, str], account: str) -> OAuthSettings:
