@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 
+from triage import logs
 from triage.errors import LoginError, MailboxError
 from triage.settings import OAuthSettings
 
@@ -148,6 +149,9 @@ class TokenSource:
         if cache.source != source:
             cache = _Cache(source=source, refresh_token=self.settings.refresh_token,
                            revoked=cache.revoked)
+        for token in (self.settings.refresh_token, cache.refresh_token, cache.access_token):
+            if token:
+                logs.register_secret(token)  # masked in any log line, should one carry it
         return cache
 
     def _refresh(self, cache: _Cache) -> str:
@@ -165,11 +169,13 @@ class TokenSource:
         if not isinstance(token, str) or not token:
             raise OAuthError(f"{self.settings.token_url} gave no access token "
                              f"({answer.get('error') or 'no error code'})")
+        logs.register_secret(token)
         cache.access_token = token
         lifetime = float(answer.get("expires_in") or 3600)
         cache.expires_at = self.clock() + lifetime
         rotated = answer.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != refresh_token:
+            logs.register_secret(rotated)
             cache.refresh_token = rotated
             log.info("the provider issued a new refresh token; saved it")
         cache.revoked = ""
