@@ -170,3 +170,49 @@ def test_a_revoked_refresh_token_is_reported_to_the_seller_once(  # type: ignore
     told = [m for m in phone.messages if "log in again" in m.lower()]
     assert len(told) == 1, phone.messages
     assert refresh_token not in everything_written(tmp_path / "state", *runs)
+
+
+# -- the token source on its own, against the same OAuth2 server --------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def source(server: OAuthServer, refresh_token: str, tmp_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
+    from triage.oauth import TokenSource
+    from triage.settings import OAuthSettings
+
+    return TokenSource(OAuthSettings(token_url=f"{server.url}/token", client_id=CLIENT_ID,
+                                     refresh_token=refresh_token,
+                                     cache_path=tmp_path / "oauth-token.json"), clock=clock)
+
+
+def test_the_access_token_is_renewed_a_minute_before_it_expires(
+    oauth_server: OAuthServer, tmp_path: Path
+) -> None:
+    clock = Clock()
+    tokens = source(oauth_server, oauth_server.issue_refresh_token("seller-x"), tmp_path, clock)
+    first = tokens.access_token()
+    clock.now += oauth_server.lifetime - 61
+    assert tokens.access_token() == first  # still more than a minute left
+    clock.now += 2
+    renewed = tokens.access_token()
+    assert renewed != first
+    assert oauth_server.access_tokens[renewed][0] == "seller-x"
+
+
+def test_a_new_login_replaces_the_cached_authorisation(
+    oauth_server: OAuthServer, tmp_path: Path
+) -> None:
+    clock = Clock()
+    old = source(oauth_server, oauth_server.issue_refresh_token("seller-y"), tmp_path, clock)
+    old_token = old.access_token()
+    new = source(oauth_server, oauth_server.issue_refresh_token("seller-z"), tmp_path, clock)
+    token = new.access_token()
+    assert token != old_token
+    assert oauth_server.access_tokens[token][0] == "seller-z"
