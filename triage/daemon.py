@@ -30,6 +30,7 @@ from triage import health, metrics
 from triage.decoder import Decoder, build_decoder
 from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
 from triage.liverules import RulesWatcher
+from triage.oauth import GrantRevoked
 from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOGIN_FAILURES_TO_REPORT = 3
+NO_MAILBOX = "no mailbox configured: set TRIAGE_IMAP_HOST or run `triage init`"
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 # SIGTERM must end the process within 10 s (container runtimes kill after that).
@@ -92,7 +94,7 @@ class Daemon:
         decoder: Decoder | None = None,
     ) -> None:
         if settings.imap is None:
-            raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+            raise ConfigError(NO_MAILBOX)
         self.settings = settings
         self.imap = settings.imap
         self.db = db
@@ -309,10 +311,20 @@ class Daemon:
     def _login_failed(self, exc: LoginError) -> None:
         self._login_failures += 1
         log.error("login refused (%d in a row): %s", self._login_failures, exc)
+        if isinstance(exc, GrantRevoked):
+            if exc.first_report:
+                self.tell_operator(f"triage cannot log in to {self.imap.account}: {exc}")
+            return
         if self._login_failures != LOGIN_FAILURES_TO_REPORT or self.notifier is None:
             return
         text = (f"triage cannot log in to {self.imap.user}@{self.imap.host}: the server "
                 f"refused {self._login_failures} logins in a row ({exc}). Check the password.")
+        self.tell_operator(text)
+
+    def tell_operator(self, text: str) -> None:
+        """A note for the seller about triage itself, sent now if a target is set."""
+        if self.notifier is None:
+            return
         try:
             self.notifier.notify_operator(self.db, text, datetime.now(UTC))
         except TriageError as err:
@@ -377,7 +389,7 @@ def build(
 
     imap = settings.imap
     if imap is None:
-        raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+        raise ConfigError(NO_MAILBOX)
     return Daemon(
         settings,
         Database(settings.database_path),
@@ -467,10 +479,9 @@ def tell_operator_refused(settings: Settings) -> Callable[[RulesError], None]:
 def run_command(args: argparse.Namespace) -> int:
     settings = from_env()
     if not settings.accounts:
-        from triage import demo
-
-        log.info("no mailbox configured (TRIAGE_IMAP_HOST): running on the sample mailbox")
-        return demo.run_demo()
+        # Never the demo here: under a supervisor that restarts it, a quiet exit 0 after a
+        # misspelt variable would hide the mistake (``triage demo`` is the demo).
+        raise ConfigError(NO_MAILBOX)
     pipeline = build_pipeline(settings)
     decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers)
     try:
@@ -507,5 +518,7 @@ def run_once_all(daemons: Sequence[Daemon]) -> int:
                 log.info("%s: %s", daemon.imap.account, report.describe())
         except MailboxError as exc:
             log.error("%s: %s", daemon.imap.account, exc)
+            if isinstance(exc, GrantRevoked) and exc.first_report:
+                daemon.tell_operator(f"triage cannot log in to {daemon.imap.account}: {exc}")
             status = 2
     return status

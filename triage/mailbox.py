@@ -26,6 +26,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient import exceptions as imap_errors
 
 from triage.errors import ConfigError, LoginError, MailboxError
+from triage.oauth import TokenSource
 from triage.settings import ImapSettings, from_env, mask
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ class Mailbox:
         self._selected: str | None = None
         self._permanent_flags: tuple[str, ...] | None = None
         self._capabilities: frozenset[str] = frozenset()
+        self._tokens = TokenSource(settings.oauth) if settings.oauth is not None else None
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -245,7 +247,7 @@ class Mailbox:
     # -- connection ---------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the connection and log in; LoginError for a refused password."""
+        """Open the connection and log in; LoginError for a refused password or token."""
         if self._client is not None:
             self.close()
         settings = self.settings
@@ -260,22 +262,43 @@ class Mailbox:
                 "use TRIAGE_IMAP_SECURITY=starttls or tls"
             )
         try:
-            client.login(settings.user, settings.password)
+            self._login(client)
         except imap_errors.LoginError as exc:
             self._quit(client)
             reason = self._scrub(_server_text(exc))
+            what = "OAuth2 token" if settings.auth == "oauth2" else "user name or password"
             raise LoginError(
-                f"{settings.user}@{where}: the server refused the user name or password ({reason})"
+                f"{settings.user}@{where}: the server refused the {what} ({reason})"
             ) from exc
         except (imaplib.IMAP4.error, OSError) as exc:
             self._discard(client)
             raise MailboxError(f"cannot log in to {where}: {self._scrub(str(exc))}") from exc
+        except BaseException:
+            self._discard(client)
+            raise
         client.normalise_times = False  # keep INTERNALDATE's time zone
         self._client = client
         self._selected = None
         with self._wrap("cannot read the server's capabilities"):
             self._capabilities = frozenset(_text(c).upper() for c in client.capabilities())
         log.info("connected to %s", settings.describe())
+
+    def _login(self, client: IMAPClient) -> None:
+        """LOGIN with the password, or XOAUTH2 with an access token.
+
+        A token the server refuses may have been revoked early or expired on a clock
+        that differs from ours: one new token is tried before giving up.
+        """
+        if self._tokens is None:
+            client.login(self.settings.user, self.settings.password)
+            return
+        token = self._tokens.access_token()
+        try:
+            client.oauth2_login(self.settings.user, token)
+        except imap_errors.LoginError:
+            log.info("the server refused the OAuth2 access token; getting a new one")
+            self._tokens.invalidate(token)
+            client.oauth2_login(self.settings.user, self._tokens.access_token())
 
     def _open(self) -> IMAPClient:
         settings = self.settings
@@ -336,8 +359,12 @@ class Mailbox:
             log.debug("closing the socket failed: %s", exc)
 
     def _scrub(self, text: str) -> str:
-        password = self.settings.password
-        return text.replace(password, mask(password)) if password else text
+        secrets = [self.settings.password] if self.settings.password else []
+        if self._tokens is not None:
+            secrets += self._tokens.secrets()
+        for secret in secrets:
+            text = text.replace(secret, mask(secret))
+        return text
 
     @contextlib.contextmanager
     def _wrap(self, what: str) -> Iterator[None]:

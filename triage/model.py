@@ -21,6 +21,8 @@ import itertools
 import json
 import logging
 import re
+import shutil
+import tempfile
 import time
 import weakref
 import zipfile
@@ -933,10 +935,17 @@ def train_command(args: argparse.Namespace) -> int:
 
     corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
     out_dir = Path(args.out) if args.out else default_model_dir()
-    if getattr(args, "render", False):
-        rows = render_corpus(corpus_dir)
-        print(f"rendered {len(rows)} mails")
-    report = train(corpus_dir, out_dir, folds=args.folds)
+    with tempfile.TemporaryDirectory(prefix="triage-corpus-") as work:
+        if not (corpus_dir / "labels.csv").exists():
+            # An installed package ships the families only: render them aside, never
+            # into the package's own folder.
+            shutil.copytree(corpus_dir / "families", Path(work) / "families")
+            corpus_dir = Path(work)
+            args.render = True
+        if getattr(args, "render", False):
+            rows = render_corpus(corpus_dir)
+            print(f"rendered {len(rows)} mails")
+        report = train(corpus_dir, out_dir, folds=args.folds)
     print(format_report(report))
     print(f"model written to {out_dir / MODEL_FILE}")
     return 0
