@@ -301,6 +301,8 @@ def test_dry_run_prints_actions_and_changes_nothing(db: Database) -> None:
     printed: list[str] = []
     syncer(db, box, notifier, dry_run=True, out=printed.append).sync_folder(JUNK)
     assert printed == [
+        # What the seller would hear, then what would be done in the mailbox.
+        "Junk uid 1: buyer_message/high: alert (alex@marketplace.amazon.com: buyer question 1)",
         "Junk uid 1: buyer_message/high: flag",
         "Junk uid 1: buyer_message/high: rescue to INBOX",
     ]

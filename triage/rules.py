@@ -946,6 +946,18 @@ class SectionContext:
         raise RulesError(self.path, self.line_of(path), reason)
 
 
+Check = Callable[["Rules"], list[str]]
+
+_CHECKS: list[Check] = []
+
+
+def register_check(check: Check) -> None:
+    """Let a module add warnings to ``check-rules`` about a file that loads (a route to
+    a tag no target has): ``check(rules) -> [warning, ...]``."""
+    if check not in _CHECKS:
+        _CHECKS.append(check)
+
+
 def _load_section(loader: SectionLoader, key: str, node: Node | None, path: str) -> Any:
     ctx = SectionContext(path, key, node)
     try:
@@ -1122,4 +1134,7 @@ def check_command(args: argparse.Namespace) -> int:
         print(exc)
         return 1
     print(f"{path}: OK ({len(rules)} rule{'' if len(rules) == 1 else 's'})")
+    for check in _CHECKS:
+        for warning in check(rules):
+            print(f"{path}: warning: {warning}")
     return 0
