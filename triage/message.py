@@ -248,12 +248,21 @@ DELIMITER_LINE = re.compile(rb"^--([\x21-\xff]{1,200}?)[ \t]*\r?$", re.MULTILINE
 BOUNDARY_PARAMETER = re.compile(rb'boundary\s*=\s*(?:"[^"\n]*"|[^\s;]+)', re.IGNORECASE)
 
 
+REPAIRED_BOUNDARY = b"=_triage_repaired_boundary_="
+
+
 def _repair_boundary(raw: bytes) -> bytes | None:
     head, body = _head_and_body(raw.replace(b"\r\n", b"\n"))
     found = DELIMITER_LINE.search(body)
     if not found or not BOUNDARY_PARAMETER.search(head):
         return None
-    boundary = found.group(1).removesuffix(b"--").replace(b'"', b"")
+    used = found.group(1).removesuffix(b"--")
+    # A plain ASCII stand-in, in the header and on every delimiter line: a boundary
+    # with a non-ASCII byte cannot be matched by any parser.
+    boundary = REPAIRED_BOUNDARY if not used.isascii() or b'"' in used else used
+    body = body.replace(b"\n--" + used, b"\n--" + boundary)
+    if body.startswith(b"--" + used):
+        body = b"--" + boundary + body[len(used) + 2:]
     head = BOUNDARY_PARAMETER.sub(lambda _: b'boundary="' + boundary + b'"', head, count=1)
     return head + b"\n" + body
 
