@@ -203,6 +203,8 @@ def load_targets(settings: Settings) -> list[Target]:
     for entry in settings.notify.urls:
         match = TAGGED_URL.match(entry)
         url, tags = (match["url"], match["tags"].split("+")) if match else (entry, [])
+        for secret in secret_parts(url):  # before Apprise logs the URL it loads
+            logs.register_secret(secret)
         if not hub.add(url, tag=tags or None):
             scheme = url.partition("://")[0] or "?"
             raise ConfigError(
