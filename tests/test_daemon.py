@@ -135,6 +135,7 @@ def test_once_dry_run_prints_and_changes_nothing(dovecot, db: Database) -> None:
     printed: list[str] = []
     make_daemon(dovecot.imap_settings(), db, dry_run=True, out=printed.append).run_once()
     assert printed == [
+        "Junk uid 1: buyer_message/high: alert (alex@marketplace.amazon.com: buyer question 1)",
         "Junk uid 1: buyer_message/high: flag",
         "Junk uid 1: buyer_message/high: rescue to INBOX",
     ]

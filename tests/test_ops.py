@@ -328,6 +328,19 @@ def test_health_command_follows_the_heartbeat_file(tmp_path: Path) -> None:
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
 
 
+def test_a_live_loop_with_an_open_problem_is_unhealthy(tmp_path: Path) -> None:
+    heartbeat = health.Heartbeat(tmp_path, max_age=60)
+    heartbeat.beat("shop")
+    heartbeat.set_problem("rules", "the last rules.yaml edit was refused: rules.yaml:3: bad")
+    sick = _triage(tmp_path, "health")
+    assert sick.returncode == 1
+    assert "rules.yaml edit was refused: rules.yaml:3: bad" in sick.stdout
+    assert not heartbeat.check().ok
+    heartbeat.set_problem("rules", None)
+    assert _triage(tmp_path, "health").returncode == 0
+    assert heartbeat.check().ok
+
+
 def test_beats_are_written_at_most_every_few_seconds(tmp_path: Path) -> None:
     heartbeat = health.Heartbeat(tmp_path, max_age=60, write_every=5)
     heartbeat.beat("shop", now=1000.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from receivers import record
 
-from triage import notify, replyclock
+from triage import notify, notifypolicy, replyclock
 from triage.message import Message
 from triage.settings import NotifySettings, Settings
 from triage.verdict import Action, Verdict
@@ -16,6 +16,10 @@ from triage.verdict import Action, Verdict
 OPENED = datetime(2025, 11, 22, 10, 0, tzinfo=UTC)  # a Saturday: weekends count
 ORDER = "114-1111111-2222222"
 RELAY = "abcd1234@marketplace.amazon.co.uk"
+
+
+# The notify section the daemon would hold for the rules file below.
+NO_DIGESTS = notifypolicy.NotifyPolicy(digests=())
 
 
 def config(tmp_path: Path, url: str) -> Settings:
@@ -45,7 +49,7 @@ def test_reminders_at_12h_4h_1h_then_breach(tmp_path, db, http):
     record(db, buyer_message(), buyer_verdict(), received_at=OPENED, now=OPENED)
     settings = config(tmp_path, http.url())
     for hours in (0, 11, 12, 12.5, 20, 23, 23.5, 24, 30):
-        notify.deliver_due(db, settings, OPENED + timedelta(hours=hours))
+        notify.deliver_due(db, settings, OPENED + timedelta(hours=hours), policy=NO_DIGESTS)
     assert http.titles == [
         "Reply to Jane (order 114-1111111-2222222): 12 hours left",
         "Reply to Jane (order 114-1111111-2222222): 4 hours left",
@@ -56,7 +60,8 @@ def test_reminders_at_12h_4h_1h_then_breach(tmp_path, db, http):
 
 def test_after_an_outage_only_the_most_urgent_reminder_is_sent(tmp_path, db, http):
     record(db, buyer_message(), buyer_verdict(), received_at=OPENED, now=OPENED)
-    notify.deliver_due(db, config(tmp_path, http.url()), OPENED + timedelta(hours=22))
+    settings = config(tmp_path, http.url())
+    notify.deliver_due(db, settings, OPENED + timedelta(hours=22), policy=NO_DIGESTS)
     assert http.titles == ["Reply to Jane (order 114-1111111-2222222): 2 hours left"]
 
 
@@ -84,7 +89,8 @@ def test_amazons_copy_of_the_reply_stops_the_clock(tmp_path, db, http, answer):
     later = OPENED + timedelta(hours=3)
     answer_verdict = Verdict("buyer_message", "high", 0.9, amazon=True)
     record(db, answer, answer_verdict, received_at=later, now=later)
-    notify.deliver_due(db, config(tmp_path, http.url()), OPENED + timedelta(hours=30))
+    settings = config(tmp_path, http.url())
+    notify.deliver_due(db, settings, OPENED + timedelta(hours=30), policy=NO_DIGESTS)
     assert http.posts == []
     assert replyclock.reply_rate(db.conn, OPENED + timedelta(days=1), 7).in_time == 1
 

@@ -20,9 +20,10 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +31,7 @@ from triage import health, metrics
 from triage.decoder import Decoder, build_decoder
 from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
 from triage.liverules import RulesWatcher
+from triage.notifypolicy import NotifyPolicy
 from triage.oauth import GrantRevoked
 from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
@@ -37,6 +39,7 @@ from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer,
 
 if TYPE_CHECKING:
     from triage.pipeline import Pipeline
+    from triage.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +60,23 @@ class DaemonMailbox(MailboxLike, Protocol):
     def idle(self, folder: str, timeout: float) -> bool: ...
 
 
-Deliver = Callable[[Database, Settings, datetime], None]
+Deliver = Callable[[Database, Settings, datetime, NotifyPolicy], None]
+
+# A critical alert no target has taken for this long makes the daemon unhealthy.
+CRITICAL_WAIT_LIMIT = timedelta(minutes=10)
 
 
-def _deliver_due(db: Database, settings: Settings, now: datetime) -> None:
+def _deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
     from triage import notify
 
-    notify.deliver_due(db, settings, now)
+    notify.deliver_due(db, settings, now, policy=policy)
+    with db.transaction() as conn:
+        waited = notify.oldest_waiting_critical(conn, now)
+    if waited is not None and waited > CRITICAL_WAIT_LIMIT:
+        minutes = int(waited.total_seconds() // 60)
+        health.set_problem("alerts", f"a critical alert has waited {minutes} min for a target")
+    else:
+        health.set_problem("alerts", None)
 
 
 @dataclass
@@ -92,6 +105,7 @@ class Daemon:
         timing: Timing | None = None,
         hook: Callable[[str], None] | None = None,
         decoder: Decoder | None = None,
+        policy: Callable[[], NotifyPolicy] = NotifyPolicy,
     ) -> None:
         if settings.imap is None:
             raise ConfigError(NO_MAILBOX)
@@ -107,6 +121,8 @@ class Daemon:
         self.timing = timing or Timing()
         self.hook = hook
         self.decoder = decoder
+        # The notify section of the rules now running (swapped whole on a reload).
+        self.policy = policy
         self._stopping = threading.Event()
         # Held while a batch is being synced and committed: stopping waits for it.
         self._busy = threading.Lock()
@@ -301,7 +317,7 @@ class Daemon:
         if self.deliver is None or self.dry_run:
             return
         try:
-            self.deliver(self.db, self.settings, datetime.now(UTC))
+            self.deliver(self.db, self.settings, datetime.now(UTC), self.policy())
         except TriageError as exc:
             # The outbox keeps what was not sent; the next round retries.
             log.warning("notifications not sent: %s", exc)
@@ -390,15 +406,27 @@ def build(
     imap = settings.imap
     if imap is None:
         raise ConfigError(NO_MAILBOX)
+    pipeline = pipeline or build_pipeline(settings)
     return Daemon(
         settings,
         Database(settings.database_path),
-        pipeline or build_pipeline(settings),
+        pipeline,
         lambda: Mailbox(imap),
         notifier=default_notifier(),
         dry_run=dry_run,
         decoder=decoder,
+        policy=running_policy(pipeline),
     )
+
+
+def running_policy(pipeline: Pipeline) -> Callable[[], NotifyPolicy]:
+    """The notify section of the rules the pipeline runs, never the file on disk."""
+
+    def policy() -> NotifyPolicy:
+        held: NotifyPolicy = pipeline.rules.section("notify")
+        return held
+
+    return policy
 
 
 class Supervisor:
@@ -424,7 +452,8 @@ class Supervisor:
 
     def run(self, check_every: float = 2.0) -> None:
         threads = [
-            threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}")
+            threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}",
+                             daemon=True)
             for d in self.daemons
         ]
         for thread in threads:
@@ -433,8 +462,11 @@ class Supervisor:
             self._check_rules()
         for daemon in self.daemons:
             daemon.stop()
+        # One deadline for all: the process must be gone within 10 s of SIGTERM, and the
+        # threads are daemon threads, so whatever still runs then ends with the process.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS + 1
         for thread in threads:
-            thread.join(timeout=STOP_GRACE_SECONDS + 1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _check_rules(self) -> None:
         if self.watcher is None:
@@ -460,20 +492,40 @@ class Supervisor:
         self._stopping.set()
 
 
-def tell_operator_refused(settings: Settings) -> Callable[[RulesError], None]:
+def tell_operator_refused(
+    settings: Settings, policy: Callable[[], NotifyPolicy] = NotifyPolicy
+) -> Callable[[RulesError], None]:
+    """Report a refused edit at once: queue an operator note and send it now, to the
+    targets of the last good policy (the broken file is never read for it)."""
+
     def refused(error: RulesError) -> None:
         from triage import notify
 
+        health.set_problem("rules", f"the last rules.yaml edit was refused: {error}")
+        now = datetime.now(UTC)
         db = Database(settings.database_path)
         try:
             notify.notify_operator(
                 db, f"Your rules.yaml edit was refused; the last good rules keep running. {error}",
-                datetime.now(UTC),
+                now,
             )
+            notify.deliver_due(db, settings, now, policy=policy())
+        except TriageError as exc:
+            log.warning("the refused edit is queued for the operator, not yet sent: %s", exc)
         finally:
             db.close()
 
     return refused
+
+
+def rules_accepted(pipeline: Pipeline) -> Callable[[Rules], None]:
+    """New rules take over whole; a refused edit no longer counts against health."""
+
+    def apply(rules: Rules) -> None:
+        pipeline.use_rules(rules)
+        health.set_problem("rules", None)
+
+    return apply
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -483,7 +535,8 @@ def run_command(args: argparse.Namespace) -> int:
         # misspelt variable would hide the mistake (``triage demo`` is the demo).
         raise ConfigError(NO_MAILBOX)
     pipeline = build_pipeline(settings)
-    decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers)
+    decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers,
+                            settings.state_dir)
     try:
         return _run(args, settings, pipeline, decoder)
     finally:
@@ -499,7 +552,8 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
         # A dry run changes no state, so looping would print the same lines forever.
         return run_once_all(daemons)
     health.start(settings)
-    watcher = RulesWatcher(settings.rules_path, pipeline.use_rules, tell_operator_refused(settings))
+    watcher = RulesWatcher(settings.rules_path, rules_accepted(pipeline),
+                           tell_operator_refused(settings, running_policy(pipeline)))
     supervisor = Supervisor(daemons, watcher)
     supervisor.install_signal_handlers()
     for account in settings.accounts:

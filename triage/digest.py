@@ -150,6 +150,8 @@ class Entry:
     rescued: bool
     # The seller has answered this buyer message: its deadline no longer applies.
     answered: bool = False
+    # The mail could not be read: only its sender and subject are known.
+    unreadable: bool = False
 
     def sort_key(self) -> tuple[int, datetime, datetime]:
         far = datetime.max.replace(tzinfo=self.received_at.tzinfo)
@@ -202,7 +204,7 @@ def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) 
     rows = conn.execute(
         "SELECT m.*, c.answered_at FROM messages m "
         "LEFT JOIN reply_clocks c ON c.message_row = m.id "
-        "WHERE m.error IS NULL ORDER BY m.received_at, m.id"
+        "ORDER BY m.received_at, m.id"
     ).fetchall()
     entries = []
     for row in rows:
@@ -231,6 +233,7 @@ def entry_from_row(row: sqlite3.Row) -> Entry:
         rescued=bool(row["rescued"]),
         # sqlite3.Row's `in` looks at values, so the column names are asked for.
         answered="answered_at" in row.keys() and row["answered_at"] is not None,  # noqa: SIM118
+        unreadable="error" in row.keys() and bool(row["error"]),  # noqa: SIM118
     )
 
 
@@ -454,6 +457,8 @@ def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     parts: list[Inline] = [when(entry.received_at, tz), " · "]
     if entry.order_id:
         parts.append(f"order {entry.order_id} · ")
+    if entry.unreadable:
+        parts.append(f"could not read this mail from {entry.sender or 'an unknown sender'}: ")
     parts.append(entry.subject or "(no subject)")
     if entry.answered:
         parts.append(" · answered")

@@ -28,6 +28,7 @@ from triage.errors import TriageError
 from triage.message import Message, parse
 from triage.settings import ImapSettings
 from triage.state import Database, register_schema
+from triage.trust import presents_as_amazon
 from triage.verdict import Action, Verdict
 
 log = logging.getLogger(__name__)
@@ -206,9 +207,10 @@ def fingerprint(message: Message, raw: bytes = b"") -> str:
     if mid:
         return f"mid:{mid}"
     digest = hashlib.sha256()
-    if message.error:
-        # Nothing parsed: the raw bytes are all that identifies it.
-        digest.update(raw[:BODY_PREFIX * 4])
+    if message.error or not (message.sender_address or message.date or message.subject):
+        # Nothing parsed, or a fragment without headers: the raw bytes are all that
+        # identifies it (two header-less fragments must not merge into one row).
+        digest.update(raw)
     else:
         when = message.date.isoformat() if message.date else ""
         for part in (message.sender_address, when, message.subject, message.text[:BODY_PREFIX]):
@@ -233,13 +235,24 @@ def _summary(text: str) -> str:
 T = TypeVar("T")
 
 
+def _subject_of(message: Message) -> str:
+    return f"{message.sender_address or 'unknown sender'}: {message.subject or '(no subject)'}"
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def unreadable_verdict(error: str) -> Verdict:
-    """What a message that could not be parsed is recorded as: no alert, no action."""
+def unreadable_verdict(error: str, message: Message | None = None) -> Verdict:
+    """What a message that could not be read is recorded as: never acted on in the
+    mailbox, and never silent. It shows in the digest as "could not read" with its
+    sender and subject; when it presents as Amazon (sender, name or subject), it may
+    be a claim or a suspension, so it is pushed at once, as critical."""
+    if message is not None and presents_as_amazon(message)[0]:
+        return Verdict(type="other", severity="critical", confidence=0.0, decided_by="error",
+                       error=error, reasons=["could not read a mail that presents as Amazon"],
+                       actions=[Action("alert")])
     return Verdict(type="other", severity="low", confidence=0.0, decided_by="error", error=error)
 
 
@@ -457,7 +470,7 @@ class Syncer:
         readable = [i for i in items if not i.message.error]
         for item in items:
             if item.message.error:
-                item.verdict = unreadable_verdict(item.message.error)
+                item.verdict = unreadable_verdict(item.message.error, item.message)
         if not readable:
             return
         messages = [i.message for i in readable]
@@ -485,8 +498,8 @@ class Syncer:
         moves: dict[tuple[str, str], list[int]] = {}
         for item in items:
             verdict = item.verdict
-            if verdict is None or verdict.error:
-                continue
+            if verdict is None or (verdict.error and not self.dry_run):
+                continue  # an unreadable mail is never moved or flagged
             for action in verdict.actions:
                 line = (f"{folder} uid {item.uid}: {verdict.type}/{verdict.severity}: "
                         f"{action.describe()}")
@@ -494,6 +507,9 @@ class Syncer:
                     report.actions.append(line)
                     if self.dry_run:
                         self.out(line)
+                elif self.dry_run and action.kind in ("alert", "digest") and not item.history:
+                    # What the seller would hear: pushed now, or in the next digest.
+                    self.out(f"{line} ({_subject_of(item.message)})")
         if self.dry_run:
             return
         if flags:
@@ -551,7 +567,8 @@ class Syncer:
                 assert item.verdict is not None
                 if item.verdict.error:
                     report.errors += 1
-                    continue
+                    if not any(a.kind == "alert" for a in item.verdict.actions):
+                        continue
                 self.notifier.after_verdict(conn, row_id, item.message, item.verdict,
                                             history=item.history, now=now)
             _save_folder(conn, state)
