@@ -95,12 +95,13 @@ def test_sections_come_in_priority_order_with_counts(db):
         "== Suspected phishing (3) ==",
         "== Open buyer messages (0) ==",
         "== Reply rate within 24 hours ==",
+        "== This period at a glance ==",
     ]
     assert "Ignored newsletter" not in text
     # Within a level: the one with a deadline first, then by time.
     critical = text.split("== Critical (2) ==")[1].split("== High")[0]
     assert critical.index("Claim received") < critical.index("Account at risk")
-    assert "respond by Thu 27 Nov (3 days)" in critical
+    assert "respond by Thu 27 Nov · 3 days left" in critical
 
 
 def test_phishing_is_only_ever_listed_as_suspected_phishing(db):
@@ -118,13 +119,15 @@ def test_hostile_subjects_cannot_inject_markup_or_links(db, body_format):
     page = body if body_format == "html" else markdown.markdown(body)
     tree = lxml_html.fromstring(page)
     assert tree.xpath("//script") == []
-    assert [h.text_content() for h in tree.xpath("//h2")][-3:] == [
+    assert [h.text_content() for h in tree.xpath("//h2")][-4:] == [
         "Suspected phishing (3)",
         "Open buyer messages (0)",
         "Reply rate within 24 hours",
+        "This period at a glance",
     ]
     hrefs = tree.xpath("//a/@href")
-    assert hrefs == ["https://sellercentral.amazon.com/claims/1"]
+    assert "https://sellercentral.amazon.com/claims/1" in hrefs
+    assert all(h.startswith("https://sellercentral.amazon.com/") for h in hrefs)
     assert "evil.example" not in " ".join(hrefs)
     assert "Fake section" in tree.text_content()  # shown as text, not as a heading
 
@@ -190,7 +193,7 @@ def test_the_html_digest_renders_in_a_browser_in_priority_order(db, tmp_path):
         check=True,
     )
     dom = lxml_html.fromstring(result.stdout)
-    assert dom.xpath("//section/@id") == [
+    assert dom.xpath("//td[contains(@class, 'section')]/@id") == [
         "critical",
         "high",
         "normal",
@@ -199,9 +202,10 @@ def test_the_html_digest_renders_in_a_browser_in_priority_order(db, tmp_path):
         "phishing",
         "open-buyer-messages",
         "reply-rate",
+        "period",
     ]
     assert dom.xpath("//script") == []
-    assert len(dom.xpath("//section[@id='phishing']//li")) == 3
+    assert len(dom.xpath("//td[@id='phishing']//li")) == 3
 
 
 def test_digest_preview_prints_and_sends_nothing_then_now_sends_once(db, tmp_path):

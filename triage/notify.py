@@ -51,7 +51,7 @@ from zoneinfo import ZoneInfo
 import apprise
 
 from triage import digest as digests
-from triage import metrics, replyclock
+from triage import metrics, performance, replyclock
 from triage.digest import (
     DigestSchedule,
     Document,
@@ -245,6 +245,8 @@ def after_verdict(
             _queue_alert(conn, row_id, now)
         return
     _record_deadline(conn, row_id, message, verdict, received)
+    if verdict.type == "account_health" and verdict.amazon:
+        _record_metrics(conn, row_id, message, received, history=history, now=now)
     if _is_confirmation(message, verdict):
         replyclock.stop_thread(
             conn,
@@ -262,6 +264,28 @@ def after_verdict(
 def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
     """The sync saw ``\\Answered`` on these buyer messages: their clocks stop."""
     replyclock.mark_answered(conn, row_ids, now)
+
+
+def mark_no_response(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
+    """The sync saw ``$NoResponseNeeded`` on these buyer messages: their clocks stop."""
+    replyclock.mark_no_response(conn, row_ids, now)
+
+
+def _record_metrics(
+    conn: sqlite3.Connection,
+    row_id: int,
+    message: Message,
+    received: datetime,
+    *,
+    history: bool,
+    now: datetime,
+) -> None:
+    """Keep the account-health metrics a mail states; alert on a crossed or fast change."""
+    found = performance.record(conn, row_id, f"{message.subject}\n{message.text}", received)
+    if found and not history:
+        doc = performance.alert_document(found, message.sender_address)
+        tags = ("alert", "account_health", "high")
+        queue(conn, "alert", f"metrics:{row_id}", "high", tags, doc, now)
 
 
 def open_clock_rows(conn: sqlite3.Connection) -> list[replyclock.ClockRow]:
@@ -667,6 +691,7 @@ def queue_digest(
         since=since,
         until=now,
         severities=schedule.severities,
+        tz=tz,
     )
     digests.record_run(conn, schedule.name, now)
     if digest.is_empty():
@@ -830,7 +855,7 @@ def notify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def digest_now(*, preview: bool, now: datetime | None = None) -> int:
+def digest_now(*, preview: bool, now: datetime | None = None, html: str | None = None) -> int:
     """Send (or print) everything not yet in a digest, in one digest, right now."""
     from triage import settings as settings_module
 
@@ -840,7 +865,7 @@ def digest_now(*, preview: bool, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     db = Database(settings.database_path)
     try:
-        return _digest_now(db, settings, policy, tz, now, preview)
+        return _digest_now(db, settings, policy, tz, now, preview, html)
     finally:
         db.close()
 
@@ -852,8 +877,9 @@ def _digest_now(
     tz: ZoneInfo,
     now: datetime,
     preview: bool,
+    html: str | None = None,
 ) -> int:
-    rolling = [s for s in policy.digests if s.weekday is None] or list(policy.digests)
+    rolling = [s for s in policy.digests if s.rolling()] or list(policy.digests)
     starts = [digests.covered_until(db.conn, s.name) for s in rolling]
     since = None if not starts or None in starts else min(s for s in starts if s)
     combined = DigestSchedule(
@@ -869,8 +895,12 @@ def _digest_now(
             since=since,
             until=now,
             severities=combined.severities,
+            tz=tz,
         )
-        print(render(digests.to_document(digest, tz), "text"), end="")
+        doc = digests.to_document(digest, tz)
+        print(render(doc, "text"), end="")
+        if html:
+            digests.write_html(doc, html)
         return 0
     targets = load_targets(settings)
     with db.transaction() as conn:

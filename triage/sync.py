@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
+NO_RESPONSE_NEEDED = "$noresponseneeded"
 SUMMARY_CHARS = 280
 BODY_PREFIX = 2048
 
@@ -125,6 +126,11 @@ class Notifier(Protocol):
         ...
 
     def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        ...
+
+    def mark_no_response(
         self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
     ) -> None:
         ...
@@ -628,9 +634,19 @@ class Syncer:
             return
         flags = self.mailbox.flags(state.folder, [r.uid for r in rows])
         answered = [r.message_row for r in rows if ANSWERED in flags.get(r.uid, ())]
-        if answered:
+        # The seller's "no response needed" keyword; IMAP keywords ignore case.
+        unneeded = [
+            r.message_row
+            for r in rows
+            if NO_RESPONSE_NEEDED in {f.lower() for f in flags.get(r.uid, ())}
+            and r.message_row not in answered
+        ]
+        if answered or unneeded:
             with self.db.transaction() as conn:
-                self.notifier.mark_answered(conn, answered, self.clock())
+                if answered:
+                    self.notifier.mark_answered(conn, answered, self.clock())
+                if unneeded:
+                    self.notifier.mark_no_response(conn, unneeded, self.clock())
 
     def _stage(self, stage: str) -> None:
         if self.hook is not None:
