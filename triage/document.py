@@ -359,12 +359,11 @@ def summarise_for_chat(body: str, limit: int, max_parts: int) -> list[str]:
         return parts
     kept = parts[: max_parts - 1]
     rest = "".join(parts[max_parts - 1 :])
-    lines_left = sum(1 for line in rest.splitlines() if line.strip().startswith("- "))
-    tail = (
-        f"…and {lines_left} more entries: the e-mail digest or "
-        "`triage digest --preview` has them all.\n"
-    )
-    last = split_body(parts[max_parts - 1], limit - len(tail) - 1)[0]
+    tail = "…and more: the e-mail digest or `triage digest --preview` has it all.\n"
+    last = split_body(rest, limit - len(tail) - 1)[0]
+    left = sum(1 for line in rest[len(last) :].splitlines() if line.lstrip().startswith("- "))
+    if left:
+        tail = tail.replace("and more", f"and {left} more entries", 1)
     return [*kept, last.rstrip("\n") + "\n" + tail]
 
 

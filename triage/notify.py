@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo
 
 import apprise
 
+from triage import chat, metrics, performance, replyclock
 from triage import digest as digests
-from triage import metrics, performance, replyclock
 from triage.digest import (
     DigestSchedule,
     Document,
@@ -61,7 +61,6 @@ from triage.digest import (
     Section,
     deadline_phrase,
     render,
-    split_body,
 )
 from triage.errors import ConfigError, NotifyError
 from triage.message import Message
@@ -191,12 +190,15 @@ def load_targets(settings: Settings) -> list[Target]:
 
 def _target(service: Any) -> Target:
     full = service.url(privacy=False)
+    body_format, max_chars = chat.shape_of(
+        service, str(service.resolve_format(None).value), int(service.body_maxlen or 32768)
+    )
     return Target(
         key=hashlib.sha256(full.encode()).hexdigest()[:24],
         label=service.url(privacy=True),
         tags=frozenset(str(t) for t in service.tags),
-        body_format=str(service.resolve_format(None).value),
-        max_chars=int(service.body_maxlen or 32768),
+        body_format=body_format,
+        max_chars=max_chars,
         service=service,
     )
 
@@ -737,7 +739,7 @@ def _expand_one(
     parts = (
         [body]
         if target.body_format == "html"
-        else split_body(body, min(policy.max_chars, target.max_chars))
+        else chat.parts(body, min(policy.max_chars, target.max_chars), target.service)
     )
     for index, part in enumerate(parts, start=1):
         title = row["title"] if len(parts) == 1 else f"{row['title']} ({index}/{len(parts)})"

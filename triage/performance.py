@@ -330,7 +330,8 @@ def parse(text: str, path: str) -> Patterns:
         metrics,
         {key: re.compile("|".join(f"(?:{n})" for n in ns), flags) for key, ns in names.items()},
         re.compile(
-            r"(?:\b(?:" + "|".join(cues) + r")\b|[<>≤≥])[\s:()=<>≤≥]*$",
+            # (?!\w) rather than \b: a cue may end in an apostrophe ("all'1%").
+            r"(?:\b(?:" + "|".join(cues) + r")(?!\w)|[<>≤≥])[\s:()=<>≤≥]*$",
             flags,
         ),
     )
