@@ -253,7 +253,8 @@ def test_top_strip_counts_levels_and_names_the_first_thing_to_do(rendered):
     counts = {td.get("data-severity"): td.text_content() for td in cells}
     assert counts == {"critical": "2Critical", "high": "7High", "normal": "2Normal", "low": "1Low"}
     first = strip.xpath(".//div[contains(@class, 'first')]")[0].text_content()
-    assert "A-to-z claim on order 305-1234567-7654321: respond by Thu 27 Nov" in first
+    assert "A-to-z claim on order 305-1234567-7654321: respond by Thu 27 Nov · 3 days left" in first
+    assert "https://sellercentral.amazon.de/gp/guarantee-claims/claim?id=42" in first
 
 
 def test_charts_show_reply_rate_against_90_percent_and_metrics_against_targets(rendered):

@@ -330,6 +330,13 @@ def deadline_phrase(deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
     return f"respond by {day(deadline, tz)} ({span(deadline - now)})"
 
 
+def due_phrase(deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
+    """``respond by Thu 27 Nov · 3 days left`` or ``response overdue since Thu 27 Nov``."""
+    if deadline <= now:
+        return deadline_phrase(deadline, now, tz)
+    return f"respond by {day(deadline, tz)} · {span(deadline - now)} left"
+
+
 def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     parts: list[Inline] = [when(entry.received_at, tz), " · "]
     if entry.order_id:
@@ -401,11 +408,7 @@ def card_for(thread: Thread, now: datetime, tz: ZoneInfo) -> Card:
         deadline = "answered"
     elif lead.deadline is not None:
         overdue = lead.deadline <= now
-        deadline = (
-            deadline_phrase(lead.deadline, now, tz)
-            if overdue
-            else f"respond by {day(lead.deadline, tz)} · {span(lead.deadline - now)} left"
-        )
+        deadline = due_phrase(lead.deadline, now, tz)
     story: tuple[str, ...] = ()
     if len(thread.entries) > 1:
         story = tuple(
@@ -485,7 +488,7 @@ def _first_of(
 ) -> tuple[tuple[Inline, ...], Link | None]:
     text = headline(entry)
     if entry.deadline is not None:
-        text += f": {deadline_phrase(entry.deadline, now, tz)}"
+        text += f": {due_phrase(entry.deadline, now, tz)}"
     return (f"{text}.",), button_for(entry)
 
 
