@@ -158,6 +158,11 @@ def test_long_chat_bodies_are_split_at_line_boundaries():
         # 08:00 in London is 07:00 UTC in summer time.
         (DigestSchedule("d", at=time(8)), "2025-06-01T12:00", "2025-06-02T07:00"),
         (DigestSchedule("w", at=time(8), weekday=0), "2025-11-24T08:00", "2025-12-01T08:00"),
+        (DigestSchedule("m", at=time(8), monthday=1), "2025-11-24T08:00", "2025-12-01T08:00"),
+        (DigestSchedule("m", at=time(8), monthday=1), "2025-12-01T08:00", "2026-01-01T08:00"),
+        # The 31st in a 30-day month is its last day; February's is the 28th.
+        (DigestSchedule("m", at=time(8), monthday=31), "2025-11-24T08:00", "2025-11-30T08:00"),
+        (DigestSchedule("m", at=time(8), monthday=30), "2026-01-30T08:00", "2026-02-28T08:00"),
     ],
 )
 def test_schedules_follow_the_sellers_time_zone(schedule, last, expected):
@@ -225,3 +230,68 @@ def test_digest_preview_prints_and_sends_nothing_then_now_sends_once(db, tmp_pat
     assert len(smtp.inbox) == 1
     html_body = smtp.inbox[0].body("html")
     assert "<script>" not in html_body and "Critical (2)" in html_body
+
+
+@pytest.mark.parametrize(
+    ("digests", "reason"),
+    [
+        ('[{name: monthly, at: "08:00", monthday: 0}]', "monthday must be a day from 1 to 31"),
+        ('[{name: monthly, at: "08:00", monthday: first}]', "monthday must be a day from 1 to 31"),
+        ("[{name: monthly, every: 1d, monthday: 1}]", "monthday goes with 'at'"),
+        (
+            '[{name: monthly, at: "08:00", weekday: monday, monthday: 1}]',
+            "monthday goes with 'at' and not 'weekday'",
+        ),
+    ],
+)
+def test_a_wrong_monthly_digest_is_refused_with_file_and_line(tmp_path, digests, reason):
+    from triage.errors import RulesError
+    from triage.notifypolicy import policy_from_file
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"version: 1\nnotify:\n  digests: {digests}\n", encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        policy_from_file(rules)
+    assert caught.value.line == 3 and reason in caught.value.reason
+
+
+def test_a_monthly_digest_is_read_from_rules_yaml(tmp_path):
+    from triage.notifypolicy import policy_from_file
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: 1\nnotify:\n  digests:\n    - {name: monthly, at: "09:00", monthday: 1}\n',
+        encoding="utf-8",
+    )
+    (schedule,) = policy_from_file(rules).digests
+    assert (schedule.name, schedule.at, schedule.monthday) == ("monthly", time(9), 1)
+    assert not schedule.rolling()
+
+
+def test_preview_writes_the_html_mail_to_look_at(db, tmp_path):
+    filled(db)
+    page = tmp_path / "preview.html"
+    shown = run_cli(tmp_path, "digest", "--preview", "--html", str(page))
+    assert shown.returncode == 0, shown.stderr
+    assert "== Critical (2) ==" in shown.stdout
+    tree = lxml_html.fromstring(page.read_text(encoding="utf-8"))
+    assert tree.xpath("//td[@id='critical']//table[@data-severity='critical']")
+    refused = run_cli(tmp_path, "digest", "--now", "--html", str(page))
+    assert refused.returncode != 0
+
+
+def test_mailed_digest_is_multipart_alternative_with_the_links_in_its_text(db, tmp_path):
+    filled(db)
+    smtp = SmtpReceiver()
+    try:
+        sent = run_cli(tmp_path, "digest", "--now", urls=smtp.url())
+        assert sent.returncode == 0, sent.stderr
+    finally:
+        smtp.stop()
+    (mail_,) = smtp.inbox
+    assert mail_.message.get_content_type() == "multipart/alternative"
+    text = mail_.body("plain")
+    assert "Critical (2)" in text and "Do this first" in text
+    assert "https://sellercentral.amazon.com/claims/1" in text
+    assert "<script>" in text  # a hostile subject, as the text it is
+    assert "{" not in text.split("Critical (2)")[0]  # no CSS leaked into the text
