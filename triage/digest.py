@@ -489,7 +489,7 @@ def _first_of(
     text = headline(entry)
     if entry.deadline is not None:
         text += f": {due_phrase(entry.deadline, now, tz)}"
-    return (f"{text}.",), button_for(entry)
+    return (text,), button_for(entry)
 
 
 def _level_section(

@@ -182,7 +182,7 @@ def _card_line(card: Card) -> str:
 
 
 def _chart_lines(chart: Chart, escape: Callable[[str], str]) -> list[str]:
-    target = f" (target {chart.target_label})" if chart.target_label else ""
+    target = f" ({chart.target_label})" if chart.target_label else ""
     lines = [f"{escape(chart.title)}{escape(target)}:"]
     lines.extend(f"- {escape(bar.label)}: {escape(bar.text)}" for bar in chart.bars)
     if chart.note:

@@ -140,7 +140,8 @@ class Series:
         since = first.stated_at.strftime("%d %b")
         if abs(change) < 1e-9:
             return f"Unchanged since {since}."
-        size = self.metric.format(abs(change)).replace("%", " points")
+        # A change of a rate is in percentage points; of the rating, in points.
+        size = self.metric.format(abs(change)).rstrip("%") + " points"
         return f"{'Worse' if change > 0 else 'Better'} by {size} since {since}."
 
 
