@@ -254,7 +254,7 @@ def test_top_strip_counts_levels_and_names_the_first_thing_to_do(rendered):
     cells = strip.xpath(".//td[@data-severity]")
     counts = {td.get("data-severity"): td.text_content() for td in cells}
     assert counts == {"critical": "2Critical", "high": "5High", "normal": "2Normal", "low": "1Low"}
-    first = strip.xpath(".//div[contains(@class, 'first')]")[0].text_content()
+    first = strip.xpath(".//td[contains(@class, 'first')]")[0].text_content()
     assert "A-to-z claim on order 305-1234567-7654321: respond by Thu 27 Nov · 3 days left" in first
     assert "https://sellercentral.amazon.de/gp/guarantee-claims/claim?id=42" in first
 
@@ -273,3 +273,16 @@ def test_charts_show_reply_rate_against_90_percent_and_metrics_against_targets(r
     assert "Mail by type" in period and "Mail by severity" in period
     # Bars are table cells with a width, no script and no image.
     assert tree.xpath("//td[contains(@class, 'bar-fill')]/@width")
+
+
+def test_an_account_health_card_says_what_the_mail_stated(rendered):
+    tree = lxml_html.fromstring(rendered)
+    card = next(c for c in tree.xpath("//table[contains(@class, 'card')]")
+                if "Account health" in c.text_content())
+    facts = [p.text_content() for p in card.xpath(".//p[contains(@class, 'fact')]")]
+    assert facts == [
+        "Order defect rate 1.35%, past its target (under 1%)",
+        "Late shipment rate 4.6%, past its target (under 4%)",
+        "Valid tracking rate 93.1%, past its target (at least 95%)",
+        "Account health rating 180, past its target (at least 200)",
+    ]

@@ -227,6 +227,8 @@ class Digest:
     rates: list[ReplyRate] = field(default_factory=list)
     daily: list[tuple[date, ReplyRate]] = field(default_factory=list)
     metrics: list[performance.Series] = field(default_factory=list)
+    # What each account-health mail of the digest stated, by its row.
+    stated: dict[int, list[performance.Reading]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (self.entries or self.phishing or self.rescued)
@@ -258,6 +260,9 @@ def build_digest(
     digest.rates = [reply_rate(conn, until, 7), reply_rate(conn, until, 30)]
     digest.daily = daily_rates(conn, until, 7, tz or ZoneInfo("UTC"))
     digest.metrics = performance.history(conn, until)
+    digest.stated = performance.stated_in(
+        conn, [e.row_id for e in digest.entries if e.type == "account_health"]
+    )
     return digest
 
 
@@ -401,8 +406,15 @@ def button_for(entry: Entry) -> Link | None:
     return Link(*found) if found else None
 
 
-def card_for(thread: Thread, now: datetime, tz: ZoneInfo) -> Card:
+def card_for(
+    thread: Thread,
+    now: datetime,
+    tz: ZoneInfo,
+    stated: dict[int, list[performance.Reading]] | None = None,
+) -> Card:
     lead = thread.lead
+    # Past-target metrics first: they are why the mail matters.
+    readings = sorted((stated or {}).get(lead.row_id, []), key=lambda r: not r.breaches())
     deadline, overdue = "", False
     if lead.answered:
         deadline = "answered"
@@ -424,6 +436,7 @@ def card_for(thread: Thread, now: datetime, tz: ZoneInfo) -> Card:
         overdue=overdue,
         button=button_for(lead),
         story=story,
+        facts=tuple(r.describe() for r in readings),
     )
 
 
@@ -498,7 +511,7 @@ def _level_section(
     level = threads[0].lead.severity
     heading = f"{SEVERITY_LABELS[level]} ({len(threads)})"
     if level in CARD_LEVELS:
-        cards = [card_for(t, digest.until, tz) for t in threads]
+        cards = [card_for(t, digest.until, tz, digest.stated) for t in threads]
         more = len(cards) - max_items
         notes: list[tuple[Inline, ...]] = [(f"and {more} more",)] if more > 0 else []
         return Section(level, heading, cards=cards[:max_items], notes=notes)

@@ -67,6 +67,8 @@ class Card:
     button: Link | None = None
     # Earlier and later mail about the same order, oldest first.
     story: tuple[str, ...] = ()
+    # What the mail itself states (an account-health mail's metrics).
+    facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def render_text(doc: Document) -> str:
         lines.extend(_inline_text(note) for note in section.notes)
         for card in section.cards:
             lines.append(f"- [{SEVERITY_LABELS[card.severity].upper()}] {_card_line(card)}")
+            lines.extend(f"  {clean(fact)}" for fact in card.facts)
             if card.button is not None:
                 lines.append(f"  {_one_text(card.button)}")
             lines.extend(f"  · {clean(step)}" for step in card.story)
@@ -213,6 +216,7 @@ def render_markdown(doc: Document) -> str:
             if card.button is not None:
                 line += " · " + _one_markdown(card.button)
             lines.append(line)
+            lines.extend(f"  - {escape_markdown(fact)}" for fact in card.facts)
             lines.extend(f"  - {escape_markdown(step)}" for step in card.story)
         if section.cards:
             lines.append("")

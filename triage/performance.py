@@ -118,6 +118,13 @@ class Reading:
     def breaches(self) -> bool:
         return self.metric.breaches(self.value, self.target)
 
+    def describe(self) -> str:
+        """``Order defect rate 1.35%, past its target (under 1%)``."""
+        metric = self.metric
+        target = f"{metric.comparison()} {metric.format(self.target)}"
+        state = "past its target" if self.breaches() else "within its target"
+        return f"{metric.label} {metric.format(self.value)}, {state} ({target})"
+
 
 @dataclass(frozen=True)
 class Series:
@@ -246,6 +253,23 @@ def _previous(
         (account, metric.key, before.isoformat()),
     ).fetchone()
     return _reading(row, metric) if row else None
+
+
+def stated_in(conn: sqlite3.Connection, row_ids: Iterable[int]) -> dict[int, list[Reading]]:
+    """What each of these mails stated, by its ``messages`` row."""
+    metrics = load().metrics
+    wanted = list(row_ids)
+    found: dict[int, list[Reading]] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(
+            f"SELECT * FROM account_metrics WHERE message_row IN ({marks}) ORDER BY id", chunk
+        ).fetchall():
+            if row["metric"] in metrics:
+                reading = _reading(row, metrics[row["metric"]])
+                found.setdefault(row["message_row"], []).append(reading)
+    return found
 
 
 def history(
