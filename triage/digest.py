@@ -584,7 +584,14 @@ def _clocks_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
         order = f" · order {clock.order_id}" if clock.order_id else ""
         items.append((f"{state} · {who}{order} · ", clock.subject or "(no subject)"))
     notes: list[tuple[Inline, ...]] = (
-        [] if items else [("No buyer message is waiting for an answer.",)]
+        [
+            (
+                "Nothing to answer? Set the keyword $NoResponseNeeded on the message in your "
+                "mail client, or run: triage reply-clock no-response ORDER-ID",
+            )
+        ]
+        if items
+        else [("No buyer message is waiting for an answer.",)]
     )
     groups = [Group("", items[:max_items], more=max(0, len(items) - max_items))] if items else []
     return Section("open-buyer-messages", f"Open buyer messages ({len(items)})", groups, notes)

@@ -37,6 +37,7 @@ STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
+# replyclock.NO_RESPONSE_KEYWORD, lower-cased: the seller's "no response needed".
 NO_RESPONSE_NEEDED = "$noresponseneeded"
 SUMMARY_CHARS = 280
 BODY_PREFIX = 2048
@@ -634,7 +635,7 @@ class Syncer:
             return
         flags = self.mailbox.flags(state.folder, [r.uid for r in rows])
         answered = [r.message_row for r in rows if ANSWERED in flags.get(r.uid, ())]
-        # The seller's "no response needed" keyword; IMAP keywords ignore case.
+        # Compared without case: mail clients differ in how they spell a keyword.
         unneeded = [
             r.message_row
             for r in rows
