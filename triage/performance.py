@@ -184,17 +184,25 @@ def extract(text: str, patterns: Patterns | None = None) -> dict[str, Stated]:
     )
     found: dict[str, Stated] = {}
     for index, (_, end, key) in enumerate(starts):
-        if key in found:
+        if key in found and found[key].target is not None:
             continue
         following = [s for s, _, _ in starts[index + 1 :] if s >= end]
         stop = min([end + WINDOW, *following[:1]])
-        stated = _read(flat, end, stop, patterns.metrics[key], patterns.cue)
-        if stated is not None:
-            found[key] = stated
+        value, target = _read(flat, end, stop, patterns.metrics[key], patterns.cue)
+        if key not in found:
+            if value is not None:
+                found[key] = Stated(value, target)
+        elif target is not None:
+            # Named again further on with its target ("... requires an ODR under 1%"):
+            # the value stays the first one stated.
+            found[key] = Stated(found[key].value, target)
     return found
 
 
-def _read(text: str, start: int, stop: int, metric: Metric, cue: re.Pattern[str]) -> Stated | None:
+def _read(
+    text: str, start: int, stop: int, metric: Metric, cue: re.Pattern[str]
+) -> tuple[float | None, float | None]:
+    """The value and the target stated after a metric's name, each None when absent."""
     value = target = None
     for match in NUMBER.finditer(text, start, stop):
         is_percent = match.group(2) is not None
@@ -207,7 +215,7 @@ def _read(text: str, start: int, stop: int, metric: Metric, cue: re.Pattern[str]
             value = number
         if value is not None and target is not None:
             break
-    return None if value is None else Stated(value, target)
+    return value, target
 
 
 # --- keeping and comparing -------------------------------------------------------------
