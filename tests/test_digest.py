@@ -295,3 +295,18 @@ def test_mailed_digest_is_multipart_alternative_with_the_links_in_its_text(db, t
     assert "https://sellercentral.amazon.com/claims/1" in text
     assert "<script>" in text  # a hostile subject, as the text it is
     assert "{" not in text.split("Critical (2)")[0]  # no CSS leaked into the text
+
+
+def test_answered_buyer_messages_go_after_those_still_waiting(db):
+    from triage import replyclock
+
+    first = mail(db, "Where is my parcel?", "buyer_message", "high", 5,
+                 sender="a1@marketplace.amazon.com", orders=["111-0000001-0000001"])
+    mail(db, "Can I change the size?", "buyer_message", "high", 2,
+         sender="b2@marketplace.amazon.com", orders=["111-0000002-0000002"])
+    with db.transaction() as conn:
+        replyclock.mark_answered(conn, [first], NOW - timedelta(hours=4))
+    text = digest.render(document(db), "text")
+    high = text.split("== High (2) ==")[1]
+    assert high.index("Can I change the size?") < high.index("Where is my parcel?")
+    assert "Do this first: Answer a buyer about order 111-0000002-0000002" in text

@@ -380,7 +380,11 @@ def threads_of(entries: Sequence[Entry]) -> list[Thread]:
     for group in by_order.values():
         story = tuple(sorted(group, key=lambda e: (e.received_at, e.row_id)))
         threads.append(Thread(min(group, key=Entry.sort_key), story))
-    return sorted(threads, key=lambda t: t.lead.sort_key())
+    # Within a level, what is already answered goes after what still waits for the seller.
+    return sorted(
+        threads,
+        key=lambda t: (severity_rank(t.lead.severity), t.lead.answered, t.lead.sort_key()),
+    )
 
 
 def headline(entry: Entry, size: int = 1) -> str:
