@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 import css_inline
 import jinja2
 
-from triage.taxonomy import SEVERITIES, is_amazon_domain
+from triage.taxonomy import is_amazon_domain
 
 MAX_SUBJECT = 160
 WHITESPACE = re.compile(r"\s+")
@@ -372,7 +372,6 @@ def summarise_for_chat(body: str, limit: int, max_parts: int) -> list[str]:
 
 
 __all__ = [
-    "SEVERITIES",
     "Bar",
     "Card",
     "Chart",
