@@ -151,7 +151,7 @@ def test_tags_route_critical_to_the_phone_and_digests_to_email(tmp_path, db, htt
             "Amazon mail: daily digest, Mon 24 Nov",
             "Amazon mail: weekly digest, Mon 24 Nov",
         ]
-        assert "<h2>Critical (1)</h2>" in smtp.inbox[0].body("html")
+        assert ">Critical (1)</h2>" in smtp.inbox[0].body("html")
     finally:
         smtp.stop()
 

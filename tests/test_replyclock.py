@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from receivers import record
+from receivers import record, run_cli
 
 from triage import notify, notifypolicy, replyclock
 from triage.message import Message
@@ -156,3 +158,57 @@ def test_reply_rate_is_answered_within_24h_over_messages_needing_a_reply(
     rate = replyclock.reply_rate(db.conn, now, 7)
     assert (rate.in_time, rate.needing) == (in_time, needing)
     assert rate.percent == percent
+
+
+# --- "no response needed" ----------------------------------------------------------------
+
+
+def buyer_mail(subject: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Jane - Amazon Marketplace <abcd1234@marketplace.amazon.co.uk>"
+    msg["To"] = "seller@example.com"
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@marketplace.amazon.co.uk>"
+    msg.set_content("Thank you, the parcel arrived. No need to answer!\n")
+    return msg.as_bytes()
+
+
+def test_no_response_needed_keyword_set_in_any_client_stops_the_clock(dovecot, db, tmp_path, http):
+    from test_daemon import make_daemon
+
+    dovecot.append("INBOX", buyer_mail("buyer question thanks"))
+    keep = dovecot.append("INBOX", buyer_mail("buyer question where is it"))
+    daemon = make_daemon(dovecot.imap_settings(), db, notify)  # the real notifier
+    daemon.run_once()
+    assert len(replyclock.open_clocks(db.conn)) == 2
+    # The seller sets the keyword on the thank-you note in their mail client.
+    with dovecot.client() as client:
+        client.select_folder("INBOX")
+        thanks = next(uid for uid in client.search("ALL") if uid != keep)
+        client.add_flags([thanks], [replyclock.NO_RESPONSE_KEYWORD])
+    daemon.run_once()
+    still_open = replyclock.open_clocks(db.conn)
+    assert [c.subject for c in still_open] == ["buyer question where is it"]
+    # Reminders stop at once: 23 hours on, only the open question is chased.
+    later = datetime.now(UTC) + timedelta(hours=23)
+    notify.deliver_due(db, config(tmp_path, http.url()), later)
+    assert len(http.titles) == 1 and "24 hours" not in http.titles[0]
+    # The reply rate counts it as not needing a reply, as Amazon does.
+    rate = replyclock.reply_rate(db.conn, datetime.now(UTC) + timedelta(days=2), 7)
+    assert (rate.in_time, rate.needing) == (0, 1)
+
+
+def test_no_response_needed_from_the_command_line(tmp_path, db, http):
+    now = datetime.now(UTC)
+    record(db, buyer_message(), buyer_verdict(), received_at=now, now=now)
+    wrong = run_cli(tmp_path, "reply-clock", "no-response", "not-an-order")
+    assert wrong.returncode == 2 and "expected an order ID" in wrong.stderr
+    done = run_cli(tmp_path, "reply-clock", "no-response", ORDER)
+    assert done.returncode == 0, done.stderr
+    assert f"Stopped: Jane (order {ORDER})" in done.stdout
+    again = run_cli(tmp_path, "reply-clock", "no-response", ORDER)
+    assert again.returncode == 1 and "No open reply clock" in again.stdout
+    assert replyclock.open_clocks(db.conn) == []
+    notify.deliver_due(db, config(tmp_path, http.url()), now + timedelta(hours=23))
+    assert http.titles == []

@@ -72,6 +72,12 @@ def _digest(args: argparse.Namespace) -> int:
     return digest.digest_command(args)
 
 
+def _reply_clock(args: argparse.Namespace) -> int:
+    from triage import replyclock
+
+    return replyclock.no_response_command(args)
+
+
 def _notify(args: argparse.Namespace) -> int:
     from triage import notify
 
@@ -155,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--now", action="store_true", help="send the pending digest now")
     group.add_argument("--preview", action="store_true", help="print the digest, send nothing")
+    p.add_argument("--html", metavar="FILE", help="with --preview: also write the HTML mail")
     p.set_defaults(handler=_digest)
+
+    p = sub.add_parser("reply-clock", help="a buyer message's 24-hour clock")
+    p.add_argument("action", choices=["no-response"], help="stop it: no response needed")
+    p.add_argument("which", metavar="ORDER|CLOCK", help="an order ID or a clock number")
+    p.set_defaults(handler=_reply_clock)
 
     p = sub.add_parser("notify", help="notification targets")
     p.add_argument("--test", action="store_true", required=True, help="send a test message")

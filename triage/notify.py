@@ -63,8 +63,8 @@ from zoneinfo import ZoneInfo
 
 import apprise
 
+from triage import chat, logs, metrics, performance, replyclock, rules
 from triage import digest as digests
-from triage import logs, metrics, replyclock, rules
 from triage.digest import (
     DigestSchedule,
     Document,
@@ -74,7 +74,6 @@ from triage.digest import (
     Section,
     deadline_phrase,
     render,
-    split_body,
 )
 from triage.errors import ConfigError, NotifyError
 from triage.message import Message
@@ -225,12 +224,15 @@ def _target(service: Any) -> Target:
     full = service.url(privacy=False)
     for secret in secret_parts(full):
         logs.register_secret(secret)
+    body_format, max_chars = chat.shape_of(
+        service, str(service.resolve_format(None).value), int(service.body_maxlen or 32768)
+    )
     return Target(
         key=hashlib.sha256(full.encode()).hexdigest()[:24],
         label=masked_label(service.url(privacy=True)),
         tags=frozenset(str(t) for t in service.tags),
-        body_format=str(service.resolve_format(None).value),
-        max_chars=int(service.body_maxlen or 32768),
+        body_format=body_format,
+        max_chars=max_chars,
         service=service,
     )
 
@@ -313,6 +315,8 @@ def after_verdict(
             _queue_alert(conn, row_id, now)
         return
     _record_deadline(conn, row_id, message, verdict, received)
+    if verdict.type == "account_health" and verdict.amazon:
+        _record_metrics(conn, row_id, message, received, history=history, now=now)
     if _is_confirmation(message, verdict):
         replyclock.stop_thread(
             conn,
@@ -330,6 +334,28 @@ def after_verdict(
 def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
     """The sync saw ``\\Answered`` on these buyer messages: their clocks stop."""
     replyclock.mark_answered(conn, row_ids, now)
+
+
+def mark_no_response(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
+    """The sync saw ``$NoResponseNeeded`` on these buyer messages: their clocks stop."""
+    replyclock.mark_no_response(conn, row_ids, now)
+
+
+def _record_metrics(
+    conn: sqlite3.Connection,
+    row_id: int,
+    message: Message,
+    received: datetime,
+    *,
+    history: bool,
+    now: datetime,
+) -> None:
+    """Keep the account-health metrics a mail states; alert on a crossed or fast change."""
+    found = performance.record(conn, row_id, f"{message.subject}\n{message.text}", received)
+    if found and not history:
+        doc = performance.alert_document(found, message.sender_address)
+        tags = ("alert", "account_health", "high")
+        queue(conn, "alert", f"metrics:{row_id}", "high", tags, doc, now)
 
 
 def open_clock_rows(conn: sqlite3.Connection) -> list[replyclock.ClockRow]:
@@ -755,6 +781,7 @@ def queue_digest(
         since=since,
         until=now,
         severities=schedule.severities,
+        tz=tz,
     )
     digests.record_run(conn, schedule.name, now)
     if digest.is_empty():
@@ -804,7 +831,7 @@ def _expand_one(
     parts = (
         [body]
         if target.body_format == "html"
-        else split_body(body, min(policy.max_chars, target.max_chars))
+        else chat.parts(body, min(policy.max_chars, target.max_chars), target.service)
     )
     for index, part in enumerate(parts, start=1):
         title = row["title"] if len(parts) == 1 else f"{row['title']} ({index}/{len(parts)})"
@@ -954,7 +981,7 @@ def notify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def digest_now(*, preview: bool, now: datetime | None = None) -> int:
+def digest_now(*, preview: bool, now: datetime | None = None, html: str | None = None) -> int:
     """Send (or print) everything not yet in a digest, in one digest, right now."""
     from triage import settings as settings_module
 
@@ -964,7 +991,7 @@ def digest_now(*, preview: bool, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     db = Database(settings.database_path)
     try:
-        return _digest_now(db, settings, policy, tz, now, preview)
+        return _digest_now(db, settings, policy, tz, now, preview, html)
     finally:
         db.close()
 
@@ -976,8 +1003,9 @@ def _digest_now(
     tz: ZoneInfo,
     now: datetime,
     preview: bool,
+    html: str | None = None,
 ) -> int:
-    rolling = [s for s in policy.digests if s.weekday is None] or list(policy.digests)
+    rolling = [s for s in policy.digests if s.rolling()] or list(policy.digests)
     starts = [digests.covered_until(db.conn, s.name) for s in rolling]
     since = None if not starts or None in starts else min(s for s in starts if s)
     combined = DigestSchedule(
@@ -993,8 +1021,12 @@ def _digest_now(
             since=since,
             until=now,
             severities=combined.severities,
+            tz=tz,
         )
-        print(render(digests.to_document(digest, tz), "text"), end="")
+        doc = digests.to_document(digest, tz)
+        print(render(doc, "text"), end="")
+        if html:
+            digests.write_html(doc, html)
         return 0
     targets = load_targets(settings)
     if not targets:

@@ -38,6 +38,8 @@ STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
+# replyclock.NO_RESPONSE_KEYWORD, lower-cased: the seller's "no response needed".
+NO_RESPONSE_NEEDED = "$noresponseneeded"
 SUMMARY_CHARS = 280
 BODY_PREFIX = 2048
 
@@ -126,6 +128,11 @@ class Notifier(Protocol):
         ...
 
     def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        ...
+
+    def mark_no_response(
         self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
     ) -> None:
         ...
@@ -645,9 +652,19 @@ class Syncer:
             return
         flags = self.mailbox.flags(state.folder, [r.uid for r in rows])
         answered = [r.message_row for r in rows if ANSWERED in flags.get(r.uid, ())]
-        if answered:
+        # Compared without case: mail clients differ in how they spell a keyword.
+        unneeded = [
+            r.message_row
+            for r in rows
+            if NO_RESPONSE_NEEDED in {f.lower() for f in flags.get(r.uid, ())}
+            and r.message_row not in answered
+        ]
+        if answered or unneeded:
             with self.db.transaction() as conn:
-                self.notifier.mark_answered(conn, answered, self.clock())
+                if answered:
+                    self.notifier.mark_answered(conn, answered, self.clock())
+                if unneeded:
+                    self.notifier.mark_no_response(conn, unneeded, self.clock())
 
     def _stage(self, stage: str) -> None:
         if self.hook is not None:
