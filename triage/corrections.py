@@ -192,10 +192,18 @@ def record(
 ) -> int:
     """Store a correction (inside the caller's transaction); returns its id.
 
-    A newer correction of the same mail replaces the older one, which is kept, undone.
+    A newer correction of the same mail replaces the older one, which is kept, undone;
+    the same correction said again is the one already stored.
     """
     type_, severity = corrected
     validate(type_, severity)
+    same = conn.execute(
+        "SELECT id FROM corrections WHERE account = ? AND fingerprint = ? AND undone = 0 "
+        "AND type = ? AND severity = ? AND model_type = ? AND model_severity = ?",
+        (account, fingerprint, type_, severity, *model),
+    ).fetchone()
+    if same is not None:
+        return int(same[0])  # said again (or recorded again after a crash): nothing new
     conn.execute(
         "UPDATE corrections SET undone = 1 WHERE account = ? AND fingerprint = ? AND undone = 0",
         (account, fingerprint),
