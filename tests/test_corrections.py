@@ -143,6 +143,9 @@ def stored(subject: str, body: str, *, sender: str = "seller-news@amazon.com",
         # news: a sender whose mail the seller called marketing
         (0.1, True, ("return", "normal"), ("payment", "low"), ("marketing", "low"), True),
         (0.1, False, ("return", "normal"), ("payment", "low"), ("marketing", "low"), False),
+        # ... but no order to ship today is taken for news unless the seller said so of one
+        (0.1, True, ("order", "high"), ("payment", "low"), ("marketing", "low"), False),
+        (0.1, True, ("order", "high"), ("order", "high"), ("marketing", "low"), True),
         # a critical is lowered only by a correction that lowered a critical
         (0.95, True, ("policy", "critical"), ("policy", "high"), ("policy", "normal"), False),
         (0.95, True, ("policy", "critical"), ("policy", "critical"), ("policy", "high"), True),
@@ -249,6 +252,8 @@ def test_a_rules_critical_stands_unless_the_seller_lowered_a_critical(db: Databa
     verdict = pipe.decide([mail], corrections=lowered)[0]
     assert (verdict.type, verdict.severity) == ("marketing", "low")
     assert any("your correction stands over rule:news-about" in r for r in verdict.reasons)
+    assert any(r.startswith("corrected by you on 2026-11-20: seller-news@amazon.co.uk sends "
+                            "marketing, like 'New this month") for r in verdict.reasons)
     assert [a.kind for a in verdict.actions] == ["digest"]
 
 
@@ -346,3 +351,26 @@ def test_a_training_folder_names_what_the_mail_is() -> None:
     # The taxonomy still holds: a payment is never critical.
     assert by_name["Triage.Critical"].corrected("payment", "low") == ("payment", "high")
     assert by_name["Triage.Type.claim"].corrected("other", "low") == ("claim", "normal")
+
+
+# -- retraining ------------------------------------------------------------------------------
+
+
+def test_train_folds_an_accounts_corrections_into_the_model(tmp_path: Path) -> None:
+    from test_model import write_tiny_corpus
+
+    from triage import cli
+
+    quiz = notice("<quiz@example.org>", "Weekly trivia quiz: zorblax edition",
+                  "Answer the zorblax trivia quiz and win a zorblax mug.", auth=None)
+    db = Database(tmp_path / "state" / "triage.db")
+    record(db, quiz, ("other", "low"), ("marketing", "low"), account="shop")
+    db.close()
+    root = write_tiny_corpus(tmp_path / "corpus")
+    out = tmp_path / "model"
+    argv = ["train", "--corpus", str(root), "--out", str(out), "--folds", "2", "--render",
+            "--corrections", str(tmp_path / "state" / "triage.db")]
+    assert cli.main([*argv, "--account", "another-shop"]) == 2  # it has none
+    assert cli.main([*argv, "--account", "shop"]) == 0
+    [said] = Classifier.load(out).predict([parse(quiz)])
+    assert said.type == "marketing"

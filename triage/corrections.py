@@ -15,7 +15,9 @@ A new mail follows the most similar correction that admits it:
 - the same template: similarity ``SIMILAR`` or more, whoever sent it;
 - the same sender's kind of mail: ``SIMILAR_SAME_SENDER`` or more from that sender;
 - news: a mail corrected to ``marketing`` says its sender's mail is news; all of that
-  sender's mail follows it.
+  sender's mail follows it, except mail that would alert (high or critical) while the
+  corrected one did not: a promotion from a sender that also says "ship now" does not
+  make every order news.
 
 Three limits keep a correction from doing harm. Suspected phishing is never corrected
 (the pipeline does not ask), so it stays suspicious, in junk and unrescued. A mail the
@@ -43,12 +45,13 @@ from triage.errors import TriageError
 from triage.message import Message
 from triage.rules import NOTIFY_KINDS, Defaults
 from triage.state import Database, register_schema
-from triage.taxonomy import ALLOWED_SEVERITIES, SEVERITIES, TYPES, is_amazon_domain
+from triage.taxonomy import ALLOWED_SEVERITIES, SEVERITIES, TYPES, is_amazon_domain, severity_rank
 from triage.verdict import Verdict
 
 SIMILAR = 0.7
 SIMILAR_SAME_SENDER = 0.5
 NEWS_TYPES = frozenset({"marketing"})
+NEWS_LOWERS_FROM = "normal"  # and low: the mail stays in the digest either way
 BODY_CHARS = 1500  # kept for retraining; the rest of a mail is mostly footers
 SKETCH_CHARS = 600  # what similarity reads of the body: the opening says what it is about
 LOCAL_ACCOUNT = "local"
@@ -61,7 +64,7 @@ register_schema(
         fingerprint TEXT NOT NULL,
         sender TEXT NOT NULL DEFAULT '',
         subject TEXT NOT NULL DEFAULT '',
-        -- the opening of the readable body, whitespace collapsed: what similarity reads
+        -- the opening of the readable body, whitespace collapsed (similarity reads its start)
         body TEXT NOT NULL DEFAULT '',
         model_type TEXT NOT NULL,
         model_severity TEXT NOT NULL,
@@ -118,17 +121,20 @@ class Match:
 
     correction: Correction
     similarity: float
+    news: bool = False  # followed as news from the sender, not for its likeness
 
     def apply(self, verdict: Verdict) -> Verdict:
         """The model's verdict with the correction's type and severity, saying why."""
         c = self.correction
+        why = (f"{c.reason()} ({self.similarity:.2f})" if not self.news else
+               f"corrected by you on {c.created_at.date().isoformat()}: {c.sender} sends "
+               f"{c.type}, like '{c.subject[:80]}'")
         return replace(
             verdict,
             type=c.type,
             severity=c.severity,
             decided_by=f"correction:{c.id}",
-            reasons=[*verdict.reasons,
-                     f"{c.reason()} ({self.similarity:.2f}): {c.type}, {c.severity}"],
+            reasons=[*verdict.reasons, f"{why}: {c.type}, {c.severity}"],
         )
 
     def stand(self, verdict: Verdict, defaults: Defaults) -> Verdict:
@@ -328,8 +334,9 @@ class Recall:
         sender = sender_key(message.sender_address)
         for index in np.argsort(-scores, kind="stable"):
             correction, score = self.corrections[int(index)], float(scores[index])
-            if follows(correction, score, sender == sender_key(correction.sender), said):
-                return Match(correction, score)
+            same_sender = sender == sender_key(correction.sender)
+            if follows(correction, score, same_sender, said):
+                return Match(correction, score, news=not alike(score, same_sender))
         return None
 
 
@@ -340,14 +347,21 @@ def sender_key(address: str) -> str:
     return f"{local}@amazon" if is_amazon_domain(domain) else address.lower()
 
 
+def alike(score: float, same_sender: bool) -> bool:
+    """The same template, or the same sender's kind of mail."""
+    return score >= SIMILAR or (same_sender and score >= SIMILAR_SAME_SENDER)
+
+
 def follows(correction: Correction, score: float, same_sender: bool,
             said: tuple[str, str]) -> bool:
     """Whether a mail this similar to the corrected one, for which the model said
     ``said`` (type, severity), takes the correction's verdict."""
-    alike = score >= SIMILAR or (same_sender and (
-        score >= SIMILAR_SAME_SENDER or correction.type in NEWS_TYPES))
-    if not alike:
+    if said[1] == "critical" and correction.severity != "critical" and (
+            correction.model_severity != "critical"):
         return False
-    if said[1] == "critical" and correction.severity != "critical":
-        return correction.model_severity == "critical"
-    return True
+    if alike(score, same_sender):
+        return True
+    # News: any mail of the sender; but one that would alert (high, critical) only when
+    # the seller lowered one as urgent, so no order to ship today is taken for news.
+    return same_sender and correction.type in NEWS_TYPES and severity_rank(said[1]) >= min(
+        severity_rank(correction.model_severity), severity_rank(NEWS_LOWERS_FROM))

@@ -82,8 +82,8 @@ class Decider(Protocol):
 
 def prepare(mailbox: TrainingMailbox) -> list[Target]:
     """Create the training folders the mailbox lacks; none when the server refuses."""
-    found = targets(mailbox.delimiter())
     try:
+        found = targets(mailbox.delimiter())
         created = mailbox.ensure_folders([ROOT, *(t.folder for t in found)])
     except MailboxError as exc:
         log.warning("training folders not available: %s", exc)
