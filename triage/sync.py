@@ -338,7 +338,7 @@ class Syncer:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.should_stop = should_stop or (lambda: False)
         self._recall_version: tuple[int, int] | None = None
-        self._recall_cache: Recall | None = None
+        self._recall: Recall | None = None
 
     # Public API ------------------------------------------------------------------------
 
@@ -464,8 +464,7 @@ class Syncer:
         if not readable:
             return
         messages = [i.message for i in readable]
-        # Passed only when there are some: the seller's corrections for this account.
-        extra: dict[str, Any] = {"corrections": recall} if (recall := self._recall()) else {}
+        extra = self._corrections()
         try:
             if self.decoder is not None:
                 verdicts = self.pipeline.decide(messages, folder.name, folder.role,
@@ -475,21 +474,22 @@ class Syncer:
                 verdicts = self.pipeline.decide(messages, folder.name, folder.role, **extra)
         except TriageError as exc:
             log.warning("%s: deciding a batch failed (%s); deciding one by one", folder.name, exc)
-            verdicts = [self._decide_one(folder, i.message) for i in readable]
+            verdicts = [self._decide_one(folder, i.message, extra) for i in readable]
         for item, verdict in zip(readable, verdicts, strict=True):
             item.verdict = verdict
 
-    def _recall(self) -> Recall | None:
-        """The account's active corrections, loaded again only when they changed."""
+    def _corrections(self) -> dict[str, Any]:
+        """``corrections=`` the account's active ones, loaded again only when they changed;
+        nothing when there are none."""
         seen = corrections.version(self.db, self.account)
         if seen != self._recall_version:
             self._recall_version = seen
-            self._recall_cache = Recall.load(self.db, self.account) or None
-        return self._recall_cache
+            self._recall = Recall.load(self.db, self.account) or None
+        return {"corrections": self._recall} if self._recall else {}
 
-    def _decide_one(self, folder: FolderLike, message: Message) -> Verdict:
+    def _decide_one(self, folder: FolderLike, message: Message, extra: dict[str, Any]) -> Verdict:
         try:
-            return self.pipeline.decide([message], folder.name, folder.role)[0]
+            return self.pipeline.decide([message], folder.name, folder.role, **extra)[0]
         except TriageError as exc:
             return unreadable_verdict(f"could not decide: {exc}")
 
