@@ -344,6 +344,33 @@ def test_moving_a_message_to_a_training_folder_changes_the_next_similar_verdict(
     assert (rows[1]["type"], rows[1]["decided_by"]) == (wanted, f"correction:{correction.id}")
 
 
+@needs_model
+def test_phishing_moved_to_a_training_folder_goes_back_to_junk_uncorrected(  # type: ignore[no-untyped-def]
+    dovecot, db: Database
+) -> None:
+    imap = dovecot.imap_settings()
+    pipe = Pipeline(Classifier.load(), load_rules(ROOT / "rules.yaml"), rescue_folder="INBOX")
+    daemon = Daemon(settings_for(imap, Path(db.path).parent), db, pipe, lambda: Mailbox(imap),
+                    deliver=None, timing=Timing(poll_seconds=0.5))
+    dovecot.append("Junk", notice(
+        '"Amazon Payments" <payments-messages@amazon-payouts-review.com>',
+        "Your funds transfer has been delayed: verify your bank account",
+        "Your transfer is on hold. Verify your bank account within 24 hours: "
+        "http://amazon-payouts-review.com/verify", auth=None))
+    daemon.run_once()
+    assert db.conn.execute("SELECT suspicious FROM messages").fetchone()[0] == 1
+    with Mailbox(imap) as box:
+        delimiter = box.delimiter()
+    training = f"Triage{delimiter}Critical"
+    with dovecot.client() as client:
+        client.select_folder("Junk")
+        client.move(client.search(["ALL"]), training)
+    daemon.run_once()
+    assert dovecot.uids(training) == [] and dovecot.uids("INBOX") == []
+    assert len(dovecot.uids("Junk")) == 1
+    assert corrections.listing(db, imap.account) == []
+
+
 def test_a_training_folder_names_what_the_mail_is() -> None:
     by_name = {t.folder: t for t in trainfolders.targets(".")}
     assert by_name["Triage.Critical"].corrected("policy", "high") == ("policy", "critical")

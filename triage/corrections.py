@@ -179,11 +179,12 @@ def validate(type_: str, severity: str | None) -> None:
         )
 
 
-def body_of(message: Message) -> str:
-    body = message.text[: BODY_CHARS * 4]
+def body_of(message: Message, chars: int = BODY_CHARS) -> str:
+    """The opening of the readable body, markup dropped, whitespace collapsed."""
+    body = message.text[: chars * 4]
     if "<" in body and ">" in body:
         body = TAG.sub(" ", body)
-    return " ".join(body.split())[:BODY_CHARS]
+    return " ".join(body.split())[:chars]
 
 
 def record(
@@ -305,6 +306,8 @@ class Recall:
 
     def __init__(self, corrections: Sequence[Correction]) -> None:
         self.corrections = list(corrections)
+        self._senders = np.array([sender_key(c.sender) for c in self.corrections], dtype=object)
+        self._news = np.array([c.type in NEWS_TYPES for c in self.corrections], dtype=bool)
         self._matrix = _vectorizer().transform(
             [sketch(c.subject, c.body) for c in self.corrections]
         ) if self.corrections else None
@@ -324,22 +327,27 @@ class Recall:
         """For each message (with the model's type and severity), the correction it follows."""
         if self._matrix is None or not messages:
             return [None] * len(messages)
-        found = _vectorizer().transform([sketch(m.subject, body_of(m)) for m in messages])
+        found = _vectorizer().transform(
+            [sketch(m.subject, body_of(m, SKETCH_CHARS)) for m in messages])
         scores = (found @ self._matrix.T).toarray()
         return [self._best(m, row, said) for m, row, said in zip(messages, scores, model,
                                                                    strict=True)]
 
     def _best(self, message: Message, scores: np.ndarray, said: tuple[str, str]
               ) -> Match | None:
-        sender = sender_key(message.sender_address)
-        for index in np.argsort(-scores, kind="stable"):
+        same = self._senders == sender_key(message.sender_address)
+        # Only these can follow (see :func:`follows`); most mail has none, and is done.
+        possible = np.flatnonzero(
+            (scores >= SIMILAR) | (same & ((scores >= SIMILAR_SAME_SENDER) | self._news)))
+        for index in possible[np.argsort(-scores[possible], kind="stable")]:
             correction, score = self.corrections[int(index)], float(scores[index])
-            same_sender = sender == sender_key(correction.sender)
+            same_sender = bool(same[index])
             if follows(correction, score, same_sender, said):
                 return Match(correction, score, news=not alike(score, same_sender))
         return None
 
 
+@functools.lru_cache(maxsize=4096)
 def sender_key(address: str) -> str:
     """One Amazon sender across marketplaces (``seller-news@amazon.co.uk`` is
     ``seller-news@amazon``); any other sender by its whole address."""
