@@ -335,7 +335,8 @@ class Recall:
 
     def _best(self, message: Message, scores: np.ndarray, said: tuple[str, str]
               ) -> Match | None:
-        same = self._senders == sender_key(message.sender_address)
+        key = sender_key(message.sender_address)
+        same = (self._senders == key) & bool(key)  # mail without a sender has no fellows
         # Only these can follow (see :func:`follows`); most mail has none, and is done.
         possible = np.flatnonzero(
             (scores >= SIMILAR) | (same & ((scores >= SIMILAR_SAME_SENDER) | self._news)))
