@@ -25,7 +25,23 @@ def _classify(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from triage import model
 
+    if args.corrections:
+        from triage import correct_cmd
+
+        return correct_cmd.train_command(args)
     return model.train_command(args)
+
+
+def _correct(args: argparse.Namespace) -> int:
+    from triage import correct_cmd
+
+    return correct_cmd.correct_command(args)
+
+
+def _corrections(args: argparse.Namespace) -> int:
+    from triage import correct_cmd
+
+    return correct_cmd.corrections_command(args)
 
 
 def _check_rules(args: argparse.Namespace) -> int:
@@ -142,7 +158,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the model (then set TRIAGE_MODEL_DIR to it)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--render", action="store_true", help="render the corpus families first")
+    p.add_argument("--corrections", metavar="STATE.db",
+                   help="also learn the corrections kept in this state database")
+    p.add_argument("--account", help="only this account's corrections (default: all)")
     p.set_defaults(handler=_train)
+
+    p = sub.add_parser("correct", help="tell triage what a mail really is; similar mail follows")
+    p.add_argument("path", metavar="PATH.eml")
+    p.add_argument("--type", required=True, help="the mail's type (see the taxonomy)")
+    p.add_argument("--severity", help="critical, high, normal or low (default: kept if allowed)")
+    p.add_argument("--account", help="the mailbox to file it under (default: the first)")
+    p.add_argument("--rules", help="rules file (default: rules.yaml)")
+    p.set_defaults(handler=_correct)
+
+    p = sub.add_parser("corrections", help="list your corrections, or undo one")
+    p.add_argument("--undo", type=int, metavar="ID", help="undo the correction with this id")
+    p.add_argument("--account", help="the mailbox (default: the first)")
+    p.add_argument("--json", action="store_true", help="one JSON object per correction per line")
+    p.set_defaults(handler=_corrections)
 
     p = sub.add_parser("check-rules", help="validate a rules file")
     p.add_argument("file", nargs="?",

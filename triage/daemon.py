@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from triage import health, metrics
+from triage import health, metrics, trainfolders
 from triage.decoder import Decoder, build_decoder
 from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
 from triage.liverules import RulesWatcher
@@ -36,6 +36,7 @@ from triage.oauth import GrantRevoked
 from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
+from triage.trainfolders import Target
 
 if TYPE_CHECKING:
     from triage.pipeline import Pipeline
@@ -58,6 +59,8 @@ class DaemonMailbox(MailboxLike, Protocol):
     def close(self) -> Any: ...
     def watched(self) -> Sequence[Any]: ...
     def idle(self, folder: str, timeout: float) -> bool: ...
+    def delimiter(self) -> str: ...
+    def ensure_folders(self, names: Sequence[str]) -> list[str]: ...
 
 
 Deliver = Callable[[Database, Settings, datetime, NotifyPolicy], None]
@@ -154,7 +157,9 @@ class Daemon:
         mailbox = self.mailbox_factory()
         mailbox.connect()
         try:
-            reports = self._syncer(mailbox).sync_all(mailbox.watched())
+            watched = mailbox.watched()
+            self._learn(mailbox, self._prepare(mailbox), watched)
+            reports = self._syncer(mailbox).sync_all(watched)
         finally:
             _close(mailbox)
         self._deliver()
@@ -234,12 +239,14 @@ class Daemon:
                 return
             idle_on = folders[0]
             syncer = self._syncer(mailbox)
+            training = self._prepare(mailbox) if role == "inbox" else []
             seen: dict[str, tuple[int, int]] = {}
             changed: Sequence[FolderLike] = folders
             while not self.stopping:
                 with self._busy:
                     if self.stopping:
                         break
+                    self._learn(mailbox, training, folders)
                     self._sync(syncer, changed)
                     self._deliver()
                 self._alive()
@@ -294,6 +301,21 @@ class Daemon:
                 changed.append(folder)
             seen[folder.name] = mark
         return changed
+
+    def _prepare(self, mailbox: DaemonMailbox) -> list[Target]:
+        """The training folders, created where missing; none in a dry run."""
+        return [] if self.dry_run else trainfolders.prepare(mailbox)
+
+    def _learn(self, mailbox: DaemonMailbox, training: Sequence[Target],
+               watched: Sequence[Any]) -> None:
+        """Record the corrections the seller made by moving mail into a training folder."""
+        if not training:
+            return
+        junk = next((f.name for f in watched if f.role == "junk"), None)
+        learned = trainfolders.sweep(self.db, mailbox, self.pipeline, self.imap.account,
+                                     training, self.imap.rescue_folder, junk)
+        if learned:
+            log.info("%d correction(s) taken from the training folders", len(learned))
 
     def _syncer(self, mailbox: DaemonMailbox) -> Syncer:
         return Syncer(

@@ -439,6 +439,29 @@ class Mailbox:
         chosen = [f for f in folders if f.role in ("inbox", "junk", "sent", "extra")]
         return sorted(chosen, key=lambda f: order[f.role])
 
+    def delimiter(self) -> str:
+        """The server's hierarchy delimiter (``/`` for a server without hierarchy)."""
+        client = self._live()
+        with self._wrap("cannot list folders"):
+            listing = client.list_folders("", "INBOX")
+        for _, delimiter, _ in listing:
+            if delimiter:
+                return _text(delimiter)
+        return "/"
+
+    def ensure_folders(self, names: Sequence[str]) -> list[str]:
+        """Create and subscribe the folders the server lacks (parents first); the created."""
+        client = self._live()
+        created = []
+        with self._wrap("cannot create folders"):
+            present = {_text(name) for _, _, name in client.list_folders()}
+            for name in names:
+                if name not in present:
+                    client.create_folder(name)
+                    client.subscribe_folder(name)  # mail clients show subscribed folders
+                    created.append(name)
+        return created
+
     def status(self, folder: str) -> FolderStatus:
         """UIDVALIDITY, UIDNEXT and count without selecting the folder."""
         client = self._live()

@@ -19,7 +19,9 @@ _SCHEMAS: list[str] = []
 
 # Modules that declare tables. They are imported before the first open so every table
 # exists whichever module happened to open the database first.
-STATEFUL_MODULES = ("triage.sync", "triage.notify", "triage.digest", "triage.replyclock")
+STATEFUL_MODULES = (
+    "triage.sync", "triage.notify", "triage.digest", "triage.replyclock", "triage.corrections",
+)
 
 
 def register_schema(ddl: str) -> None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from triage import metrics
+from triage import corrections, metrics
+from triage.corrections import Recall
 from triage.decoder import Decoder
 from triage.errors import TriageError
 from triage.message import Message, parse
@@ -101,7 +102,7 @@ class MailboxLike(Protocol):
 class PipelineLike(Protocol):
     def decide(
         self, messages: Sequence[Message], folder: str, role: str,
-        predictions: Sequence[Any] | None = None,
+        predictions: Sequence[Any] | None = None, corrections: Any = None,
     ) -> list[Verdict]: ...
 
 
@@ -356,6 +357,8 @@ class Syncer:
         self.out = out
         self.clock = clock or (lambda: datetime.now(UTC))
         self.should_stop = should_stop or (lambda: False)
+        self._recall_version: tuple[int, int] | None = None
+        self._recall: Recall | None = None
 
     # Public API ------------------------------------------------------------------------
 
@@ -481,21 +484,32 @@ class Syncer:
         if not readable:
             return
         messages = [i.message for i in readable]
+        extra = self._corrections()
         try:
             if self.decoder is not None:
                 verdicts = self.pipeline.decide(messages, folder.name, folder.role,
-                                                predictions=[i.prediction for i in readable])
+                                                predictions=[i.prediction for i in readable],
+                                                **extra)
             else:
-                verdicts = self.pipeline.decide(messages, folder.name, folder.role)
+                verdicts = self.pipeline.decide(messages, folder.name, folder.role, **extra)
         except TriageError as exc:
             log.warning("%s: deciding a batch failed (%s); deciding one by one", folder.name, exc)
-            verdicts = [self._decide_one(folder, i.message) for i in readable]
+            verdicts = [self._decide_one(folder, i.message, extra) for i in readable]
         for item, verdict in zip(readable, verdicts, strict=True):
             item.verdict = verdict
 
-    def _decide_one(self, folder: FolderLike, message: Message) -> Verdict:
+    def _corrections(self) -> dict[str, Any]:
+        """``corrections=`` the account's active ones, loaded again only when they changed;
+        nothing when there are none."""
+        seen = corrections.version(self.db, self.account)
+        if seen != self._recall_version:
+            self._recall_version = seen
+            self._recall = Recall.load(self.db, self.account) or None
+        return {"corrections": self._recall} if self._recall else {}
+
+    def _decide_one(self, folder: FolderLike, message: Message, extra: dict[str, Any]) -> Verdict:
         try:
-            return self.pipeline.decide([message], folder.name, folder.role)[0]
+            return self.pipeline.decide([message], folder.name, folder.role, **extra)[0]
         except TriageError as exc:
             return unreadable_verdict(f"could not decide: {exc}")
 
