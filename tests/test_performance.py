@@ -124,21 +124,26 @@ def settings(tmp_path: Path, url: str) -> Settings:
 
 def test_a_metric_crossing_its_target_or_worsening_fast_is_pushed(db, http, tmp_path):
     config = settings(tmp_path, "alert=" + http.url())
+
+    def alerts() -> list[str]:
+        # With no digest target the digests fall back to this one; only alerts count here.
+        return [t for t in http.titles if "digest" not in t]
+
     health_mail(db, "Order Defect Rate: 0.3% (target: under 1%). Late Shipment Rate: 1%.", 30)
     health_mail(db, "Order Defect Rate: 0.4% (target: under 1%). Late Shipment Rate: 1.2%.", 20)
     notify.deliver_due(db, config, NOW - timedelta(days=20))
-    assert http.titles == []  # within target and steady: nothing to push
+    assert alerts() == []  # within target and steady: nothing to push
     health_mail(db, "Order Defect Rate: 0.8% (target: under 1%). Late Shipment Rate: 1.1%.", 10)
     notify.deliver_due(db, config, NOW - timedelta(days=10))
-    assert http.titles == ["Order defect rate worsened to 0.8%"]
+    assert alerts() == ["Order defect rate worsened to 0.8%"]
     health_mail(db, "Order Defect Rate: 1.35% (target: under 1%). Late Shipment Rate: 1%.", 1)
     notify.deliver_due(db, config, NOW)
-    assert http.titles[-1] == "Order defect rate 1.35%: past Amazon's target"
-    assert "https://sellercentral.amazon.de/performance/dashboard" in http.messages[-1]
+    assert alerts()[-1] == "Order defect rate 1.35%: past Amazon's target"
+    assert "https://sellercentral.amazon.de/performance/dashboard" in "".join(http.messages)
     # Still above target a day later: no second alert for the same crossing.
     health_mail(db, "Order Defect Rate: 1.4% (target: under 1%).", 0)
     notify.deliver_due(db, config, NOW + timedelta(hours=1))
-    assert len(http.titles) == 2
+    assert len(alerts()) == 2
 
 
 def test_metrics_are_kept_per_account_with_their_date(db):
