@@ -216,3 +216,16 @@ def test_a_new_login_replaces_the_cached_authorisation(
     token = new.access_token()
     assert token != old_token
     assert oauth_server.access_tokens[token][0] == "seller-z"
+
+
+def test_a_server_that_offers_only_oauthbearer_gets_it(  # type: ignore[no-untyped-def]
+    dovecot_servers, oauth_server: OAuthServer, phone: HttpReceiver, tmp_path: Path
+) -> None:
+    account = dovecot_servers.account(introspection_url=f"{oauth_server.url}/introspect",
+                                      oauth_mechanisms="oauthbearer")
+    env = oauth_env(account, oauth_server, oauth_server.issue_refresh_token(account.user),
+                    tmp_path, phone)
+    account.append("INBOX", CLAIM)
+    run = triage(env, "run", "--once")
+    assert run.returncode == 0, run.stderr
+    assert any("113-7781204-5530618" in m for m in phone.messages)
