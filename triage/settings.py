@@ -297,6 +297,11 @@ ACCOUNT_KEYS = {
     "max_connections": "TRIAGE_IMAP_MAX_CONNECTIONS",
     "backfill_days": "TRIAGE_BACKFILL_DAYS",
     "history_grace_hours": "TRIAGE_HISTORY_GRACE_HOURS",
+    "oauth_token_url": "TRIAGE_OAUTH_TOKEN_URL",
+    "oauth_client_id": "TRIAGE_OAUTH_CLIENT_ID",
+    "oauth_client_secret_file": "TRIAGE_OAUTH_CLIENT_SECRET_FILE",
+    "oauth_scope": "TRIAGE_OAUTH_SCOPE",
+    "oauth_refresh_token_file": "TRIAGE_OAUTH_REFRESH_TOKEN_FILE",
 }
 
 
