@@ -170,7 +170,7 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {choices}, got {security!r}")
     user = env.get("TRIAGE_IMAP_USER", "")
     if not user:
-        raise ConfigError("TRIAGE_IMAP_USER is required when TRIAGE_IMAP_HOST is set")
+        raise ConfigError("TRIAGE_IMAP_USER (your e-mail address) is required with a mailbox")
     default_port = 993 if security == "tls" else 143
     auth = env.get("TRIAGE_IMAP_AUTH", "password").lower()
     if auth not in AUTH_METHODS:
