@@ -38,18 +38,20 @@ class DovecotServers:
 
     def account(
         self, without: Iterable[str] = (), tls: bool = False, special_use: bool = True,
-        introspection_url: str = "",
+        introspection_url: str = "", oauth_mechanisms: str = "xoauth2 oauthbearer",
     ) -> dovecot_lib.Account:
         """A fresh account on a server lacking ``without``; ``tls`` adds STARTTLS and IMAPS;
         ``special_use=False`` names the special folders without marking them;
-        ``introspection_url`` lets it log in with OAuth2 tokens that URL vouches for."""
+        ``introspection_url`` lets it log in with OAuth2 tokens that URL vouches for
+        (through ``oauth_mechanisms``)."""
         if tls and not dovecot_lib.tls_available():
             pytest.skip("openssl is not installed: no certificate for a TLS server")
         caps = tuple(sorted(cap.upper() for cap in without))
-        key = (caps, tls, special_use, introspection_url)
+        key = (caps, tls, special_use, introspection_url, oauth_mechanisms)
         if key not in self._servers:
             self._servers[key] = dovecot_lib.DovecotServer(
-                caps, tls=tls, special_use=special_use, introspection_url=introspection_url
+                caps, tls=tls, special_use=special_use, introspection_url=introspection_url,
+                oauth_mechanisms=oauth_mechanisms,
             )
         server = self._servers[key]
         # A previous test may have stopped it (a reconnect test that failed midway).

@@ -98,7 +98,7 @@ NAMED_FOLDERS = (("Bulk Mail", ""), ("Sent Items", ""))
 OAUTH2_PASSDB = """\
 passdb {{
   driver = oauth2
-  mechanisms = xoauth2 oauthbearer
+  mechanisms = {mechanisms}
   args = {root}/dovecot-oauth2.conf.ext
 }}
 """
@@ -278,6 +278,7 @@ class DovecotServer:
         tls: bool = False,
         special_use: bool = True,
         introspection_url: str = "",
+        oauth_mechanisms: str = "xoauth2 oauthbearer",
     ) -> None:
         if version() >= (2, 4):
             # 2.4 renamed most settings; this configuration is written for 2.3.
@@ -292,6 +293,7 @@ class DovecotServer:
         self.without_capabilities = tuple(cap.upper() for cap in without_capabilities)
         # Set: accounts may log in with XOAUTH2/OAUTHBEARER tokens this URL vouches for.
         self.introspection_url = introspection_url
+        self.oauth_mechanisms = oauth_mechanisms
         self.root = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._users = itertools.count(1)
@@ -435,9 +437,10 @@ class DovecotServer:
             gid=gid,
             capability=self._capability_line,
             ssl=self._ssl_lines(),
-            auth_mechanisms="xoauth2 oauthbearer plain login" if self.introspection_url
+            auth_mechanisms=f"{self.oauth_mechanisms} plain login" if self.introspection_url
             else "plain login",
-            oauth2_passdb=OAUTH2_PASSDB.format(root=self.root) if self.introspection_url else "",
+            oauth2_passdb=OAUTH2_PASSDB.format(root=self.root, mechanisms=self.oauth_mechanisms)
+            if self.introspection_url else "",
             mailboxes="\n".join(_mailbox_block(name, flag) for name, flag in self.folders),
         )
         (self.root / "dovecot.conf").write_text(text, encoding="utf-8")

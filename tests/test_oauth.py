@@ -216,3 +216,31 @@ def test_a_new_login_replaces_the_cached_authorisation(
     token = new.access_token()
     assert token != old_token
     assert oauth_server.access_tokens[token][0] == "seller-z"
+
+
+def test_a_server_that_offers_only_oauthbearer_gets_it(  # type: ignore[no-untyped-def]
+    dovecot_servers, oauth_server: OAuthServer, phone: HttpReceiver, tmp_path: Path
+) -> None:
+    account = dovecot_servers.account(introspection_url=f"{oauth_server.url}/introspect",
+                                      oauth_mechanisms="oauthbearer")
+    env = oauth_env(account, oauth_server, oauth_server.issue_refresh_token(account.user),
+                    tmp_path, phone)
+    account.append("INBOX", CLAIM)
+    run = triage(env, "run", "--once")
+    assert run.returncode == 0, run.stderr
+    assert any("113-7781204-5530618" in m for m in phone.messages)
+
+
+def test_doctor_checks_an_oauth2_login_and_says_to_sign_in_again_when_revoked(  # type: ignore[no-untyped-def]
+    oauth_dovecot, oauth_server: OAuthServer, phone: HttpReceiver, tmp_path: Path
+) -> None:
+    refresh_token = oauth_server.issue_refresh_token(oauth_dovecot.user)
+    env = oauth_env(oauth_dovecot, oauth_server, refresh_token, tmp_path, phone)
+    working = triage(env, "doctor")
+    assert working.returncode == 0, working.stdout
+    assert "ok    login" in working.stdout and "OAuth2" in working.stdout
+    oauth_server.revoke(refresh_token)  # its access tokens die with it
+    revoked = triage(env, "doctor")
+    assert revoked.returncode == 1
+    assert "FAIL  login" in revoked.stdout and "triage login" in revoked.stdout
+    assert refresh_token not in working.stdout + revoked.stdout + revoked.stderr

@@ -205,3 +205,26 @@ def test_doctor_without_a_mailbox_says_how_to_configure_one(tmp_path: Path) -> N
     assert checked.returncode == 1
     assert "FAIL  mailbox: no mailbox configured" in checked.stdout
     assert "triage init" in checked.stdout
+
+
+def test_a_mailbox_of_the_settings_file_may_log_in_with_oauth2(tmp_path: Path) -> None:
+    token = tmp_path / "refresh"
+    token.write_text("rt-from-a-file\n")
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text(
+        "accounts:\n"
+        "  - name: shop-us\n"
+        "    provider: microsoft365\n"
+        "    user: us@shop.example\n"
+        "    oauth_token_url: https://login.example/token\n"
+        "    oauth_client_id: app-id\n"
+        f"    oauth_refresh_token_file: {token}\n"
+    )
+    settings = from_env({"TRIAGE_SETTINGS_FILE": str(accounts),
+                         "TRIAGE_STATE_DIR": str(tmp_path / "state")})
+    (account,) = settings.accounts
+    assert (account.host, account.auth) == ("outlook.office365.com", "oauth2")
+    assert account.oauth is not None
+    assert account.oauth.refresh_token == "rt-from-a-file"
+    assert account.oauth.cache_path.parent == tmp_path / "state"
+    assert "rt-from-a-file" not in repr(settings)

@@ -91,9 +91,14 @@ def microsoft_flow(tenant: str, client_id: str, show: Callable[[str], None]) -> 
     """The device flow through MSAL (it knows Microsoft's endpoints and error codes)."""
     import msal
 
-    app = msal.PublicClientApplication(client_id,
-                                       authority=f"https://login.microsoftonline.com/{tenant}")
-    flow = app.initiate_device_flow(scopes=[MICROSOFT_SCOPE])
+    authority = f"https://login.microsoftonline.com/{tenant}"
+    try:
+        # MSAL looks the tenant up on the network as it starts.
+        app = msal.PublicClientApplication(client_id, authority=authority)
+        flow = app.initiate_device_flow(scopes=[MICROSOFT_SCOPE])
+    except (requests.RequestException, ValueError) as exc:
+        raise LoginFailed(f"cannot reach Microsoft's sign-in at {authority}: "
+                          f"{type(exc).__name__}") from exc
     if "user_code" not in flow:
         raise LoginFailed(f"Microsoft refused to start the sign-in: {flow.get('error')} "
                           f"({flow.get('error_description', '')})")

@@ -284,7 +284,7 @@ class Mailbox:
         log.info("connected to %s", settings.describe())
 
     def _login(self, client: IMAPClient) -> None:
-        """LOGIN with the password, or XOAUTH2 with an access token.
+        """LOGIN with the password, or an OAuth2 access token.
 
         A token the server refuses may have been revoked early or expired on a clock
         that differs from ours: one new token is tried before giving up.
@@ -292,13 +292,14 @@ class Mailbox:
         if self._tokens is None:
             client.login(self.settings.user, self.settings.password)
             return
+        bearer = _bearer_login(client)
         token = self._tokens.access_token()
         try:
-            client.oauth2_login(self.settings.user, token)
+            bearer(self.settings.user, token)
         except imap_errors.LoginError:
             log.info("the server refused the OAuth2 access token; getting a new one")
             self._tokens.invalidate(token)
-            client.oauth2_login(self.settings.user, self._tokens.access_token())
+            bearer(self.settings.user, self._tokens.access_token())
 
     def _open(self) -> IMAPClient:
         settings = self.settings
@@ -666,6 +667,14 @@ class Mailbox:
             if _announces_mail(responses):
                 return True
         return False
+
+
+def _bearer_login(client: IMAPClient) -> Callable[[str, str], Any]:
+    """XOAUTH2 (what Microsoft and Google take), or the standard OAUTHBEARER (RFC 7628)
+    when the server offers only that."""
+    if client.has_capability("AUTH=OAUTHBEARER") and not client.has_capability("AUTH=XOAUTH2"):
+        return client.oauthbearer_login
+    return client.oauth2_login
 
 
 def _idle_until(client: IMAPClient, deadline: float) -> list[Any]:

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +96,12 @@ class _Cache:
         except (OSError, ValueError) as exc:
             log.warning("ignoring the unreadable token cache %s (%s)", path, type(exc).__name__)
             return cls()
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known}) if isinstance(data, dict) \
-            else cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
     def write(self, path: Path) -> None:
-        write_private(path, dict(self.__dict__))
+        write_private(path, asdict(self))
 
 
 class TokenSource:

@@ -170,7 +170,7 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {choices}, got {security!r}")
     user = env.get("TRIAGE_IMAP_USER", "")
     if not user:
-        raise ConfigError("TRIAGE_IMAP_USER is required when TRIAGE_IMAP_HOST is set")
+        raise ConfigError("TRIAGE_IMAP_USER (your e-mail address) is required with a mailbox")
     default_port = 993 if security == "tls" else 143
     auth = env.get("TRIAGE_IMAP_AUTH", "password").lower()
     if auth not in AUTH_METHODS:
@@ -297,6 +297,11 @@ ACCOUNT_KEYS = {
     "max_connections": "TRIAGE_IMAP_MAX_CONNECTIONS",
     "backfill_days": "TRIAGE_BACKFILL_DAYS",
     "history_grace_hours": "TRIAGE_HISTORY_GRACE_HOURS",
+    "oauth_token_url": "TRIAGE_OAUTH_TOKEN_URL",
+    "oauth_client_id": "TRIAGE_OAUTH_CLIENT_ID",
+    "oauth_client_secret_file": "TRIAGE_OAUTH_CLIENT_SECRET_FILE",
+    "oauth_scope": "TRIAGE_OAUTH_SCOPE",
+    "oauth_refresh_token_file": "TRIAGE_OAUTH_REFRESH_TOKEN_FILE",
 }
 
 
