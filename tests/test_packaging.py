@@ -1,5 +1,5 @@
 """The package is what users get: the build ships the model, its corpus sources and the
-default rules inside ``triage/data`` (pyproject's package data), and the code finds them
+default rules inside ``triage/bundled`` (pyproject's package data), and the code finds them
 there with importlib.resources, whatever the folder it runs from."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def shipped_files() -> set[Path]:
-    """The repository files pyproject's package data puts into ``triage/data``."""
+    """The repository files pyproject's package data puts into ``triage/bundled``."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    source = ROOT / config["package-dir"]["triage.data"]
-    return {path for pattern in config["package-data"]["triage.data"]
+    source = ROOT / config["package-dir"]["triage.bundled"]
+    return {path for pattern in config["package-data"]["triage.bundled"]
             for path in source.glob(pattern) if path.is_file()}
 
 
