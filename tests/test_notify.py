@@ -418,3 +418,25 @@ def test_labels_mask_every_kind_of_secret(tmp_path):
     for secret in ("UrlPassw0rd", "PathT0kenSecret", "HeaderT0kenSecret"):
         assert secret not in target.label
     assert target.label.startswith("json://user:****@127.0.0.1:9/hooks/****?")
+
+
+def test_an_unreadable_mail_that_presents_as_amazon_is_pushed_and_digested(tmp_path, db, http):
+    from triage.sync import unreadable_verdict
+
+    message = Message(sender_address="atoz-guarantee-no-reply@amazon.com",
+                      sender_domain="amazon.com", subject="A-to-z Guarantee claim filed",
+                      error="unreadable message: broken beyond repair")
+    row = record(db, message, unreadable_verdict(message.error, message), received_at=NOW,
+                 now=NOW)
+    with db.transaction() as conn:  # as the sync records it
+        conn.execute("UPDATE messages SET error = ? WHERE id = ?", (message.error, row))
+    config = settings(tmp_path, http.url())
+    notify.deliver_due(db, config, NOW)
+    assert http.titles == [
+        "Could not read a mail from atoz-guarantee-no-reply@amazon.com: "
+        "check Seller Central (not its links)"
+    ]
+    assert "A-to-z Guarantee claim filed" in http.messages[0]
+    notify.deliver_due(db, config, NOW + timedelta(days=1))  # the daily digest
+    digest = next(m for t, m in zip(http.titles, http.messages, strict=True) if "daily" in t)
+    assert "could not read this mail from atoz-guarantee-no-reply@amazon.com" in digest

@@ -204,6 +204,9 @@ def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) 
     rows = conn.execute(
         "SELECT m.*, c.answered_at FROM messages m "
         "LEFT JOIN reply_clocks c ON c.message_row = m.id "
+        # Unreadable mail is shown ("could not read"), except spam-folder garbage that
+        # does not even present as Amazon.
+        "WHERE m.error IS NULL OR m.folder_role != 'junk' OR m.severity = 'critical' "
         "ORDER BY m.received_at, m.id"
     ).fetchall()
     entries = []

@@ -645,7 +645,8 @@ def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
     if entry.suspicious:
         return "Suspected phishing (not from Amazon): do not click its links"
     if entry.unreadable:
-        return f"Could not read a mail from {entry.sender or 'an unknown sender'}: open it yourself"
+        sender = entry.sender or "an unknown sender"
+        return f"Could not read a mail from {sender}: check Seller Central (not its links)"
     name = HEADLINES[entry.type]
     if entry.type == "claim":
         name = claim_label(entry.sender, entry.subject)
