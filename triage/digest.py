@@ -9,7 +9,6 @@ links or markup. Links are only ever Seller Central links on Amazon's domains.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import re
@@ -569,13 +568,3 @@ def _clocks_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-# --- the command ---------------------------------------------------------------------
-
-
-def digest_command(args: argparse.Namespace) -> int:
-    """``triage digest --now`` sends the pending digest; ``--preview`` prints it."""
-    from triage import notify
-
-    return notify.digest_now(preview=bool(args.preview))

@@ -955,6 +955,15 @@ def notify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def digest_command(args: argparse.Namespace) -> int:
+    """``triage digest --now`` sends the pending digest; ``--preview`` prints it.
+
+    It lives here, not in :mod:`triage.digest`: sending needs the outbox, and the digest
+    module must not import the module that imports it.
+    """
+    return digest_now(preview=bool(args.preview))
+
+
 def digest_now(*, preview: bool, now: datetime | None = None) -> int:
     """Send (or print) everything not yet in a digest, in one digest, right now."""
     from triage import settings as settings_module
