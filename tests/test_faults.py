@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hostile import CORRUPTIONS, claim_mail
@@ -54,6 +54,8 @@ pytestmark = [
 class Running:
     """``triage run`` in a process of its own, its output in ``state/daemon.log``."""
 
+    started: ClassVar[list[Running]] = []  # so a failing test leaves no daemon behind
+
     def __init__(self, env: dict[str, str], state_dir: Path) -> None:
         self.state_dir = state_dir
         with (state_dir / "daemon.log").open("ab") as log:
@@ -61,6 +63,15 @@ class Running:
                 [sys.executable, "-m", "triage.cli", "run"], env=env, stdout=log,
                 stderr=subprocess.STDOUT, cwd=state_dir,
             )
+        Running.started.append(self)
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for running in cls.started:
+            if running.process.poll() is None:
+                running.process.kill()
+                running.process.wait()
+        cls.started.clear()
 
     @property
     def pid(self) -> int:
@@ -274,6 +285,7 @@ def test_hostile_rules_edits_while_the_daemon_runs(dovecot, tmp_path: Path) -> N
     finally:
         figures["sigterm_exit_s"] = round(daemon.stop(), 1)
         phone.stop()
+        Running.kill_all()
     assert daemon.process.returncode == 0
     assert figures["sigterm_exit_s"] < 10
     record_figures("hostile_rules_edits", figures)
@@ -350,6 +362,7 @@ def test_kill_9_outages_and_a_malformed_flood_lose_nothing(dovecot, tmp_path: Pa
     finally:
         phone.on_post = None
         phone.stop()
+        Running.kill_all()
     total = len(mails) + 1
     distinct = _count(db, "SELECT COUNT(DISTINCT fingerprint) FROM messages")
     in_mailbox = len(dovecot.uids("INBOX")) + len(dovecot.uids("Junk"))
