@@ -57,6 +57,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -212,6 +213,7 @@ def load_targets(settings: Settings) -> list[Target]:
                 f"(entry {settings.notify.urls.index(entry) + 1})"
             )
     if settings.notify.apprise_config:
+        _register_config_secrets(settings.notify.apprise_config)
         config = apprise.AppriseConfig()
         if not config.add(settings.notify.apprise_config):
             raise ConfigError(
@@ -219,6 +221,21 @@ def load_targets(settings: Settings) -> list[Target]:
             )
         hub.add(config)
     return [_target(service) for service in hub.find()]
+
+
+CONFIG_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
+
+
+def _register_config_secrets(location: str) -> None:
+    """The secret parts of the URLs an Apprise config file holds, masked before Apprise
+    loads (and logs) them; a remote config is Apprise's to read."""
+    try:
+        text = Path(location).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # not a local file, or unreadable: Apprise reports it
+    for url in CONFIG_URL.findall(text):
+        for secret in secret_parts(url):
+            logs.register_secret(secret)
 
 
 def _target(service: Any) -> Target:
