@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +43,9 @@ def test_a_refused_edit_is_sent_at_once_with_the_last_good_targets(
     # A broken edit: the file on disk stays broken while everything below runs.
     rules_path.write_text(GOOD + "  digests: [\n", encoding="utf-8")
     assert watcher.check() is False
+    deadline = time.monotonic() + 10  # sent at once, from a thread of its own
+    while not http.posts and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(http.posts) == 1
     assert f"{rules_path}:6: not valid YAML" in http.messages[0]
     assert "last good rules keep running" in http.messages[0]

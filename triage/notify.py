@@ -53,6 +53,7 @@ import json
 import logging
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ from triage.digest import (
     render,
     split_body,
 )
-from triage.errors import ConfigError, NotifyError
+from triage.errors import ConfigError, NotifyError, RulesError
 from triage.message import Message
 from triage.notifypolicy import NotifyPolicy, policy_from_file, timezone
 from triage.rules import Rules
@@ -895,11 +896,19 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
 
 def _relabel(db: Database, targets: Sequence[Target]) -> None:
     """Rows written by an older version may hold a less masked label: mask them now."""
-    with db.transaction() as conn:
-        conn.executemany(
-            "UPDATE outbox SET target_label = ? WHERE target = ? AND target_label != ?",
-            [(t.label, t.key, t.label) for t in targets],
-        )
+    stale = [
+        (t.label, t.key, t.label)
+        for t in targets
+        if db.conn.execute(
+            "SELECT 1 FROM outbox WHERE target = ? AND target_label != ? LIMIT 1",
+            (t.key, t.label),
+        ).fetchone()
+    ]
+    if stale:
+        with db.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET target_label = ? WHERE target = ? AND target_label != ?", stale
+            )
 
 
 def _record_failure(
@@ -986,7 +995,12 @@ def digest_now(*, preview: bool, now: datetime | None = None) -> int:
     from triage import settings as settings_module
 
     settings = settings_module.from_env()
-    policy = policy_from_file(settings.rules_path)  # read once, for this one command
+    try:
+        policy = policy_from_file(settings.rules_path)  # read once, for this one command
+    except RulesError as exc:
+        # The seller asked for the digest: a broken rules file must not cost it.
+        print(f"warning: {exc}; the digest uses the default notify settings", file=sys.stderr)
+        policy = NotifyPolicy()
     tz = timezone(settings)
     now = now or datetime.now(UTC)
     db = Database(settings.database_path)
