@@ -64,7 +64,9 @@ Deliver = Callable[[Database, Settings, datetime, NotifyPolicy], None]
 CRITICAL_WAIT_LIMIT = timedelta(minutes=10)
 
 
-def _deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
+def deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
+    """One delivery round with the policy held, then tell health whether a critical
+    alert has waited too long for a target."""
     from triage import notify
 
     notify.deliver_due(db, settings, now, policy=policy)
@@ -96,7 +98,7 @@ class Daemon:
         mailbox_factory: Callable[[], DaemonMailbox],
         *,
         notifier: Notifier | None = None,
-        deliver: Deliver | None = _deliver_due,
+        deliver: Deliver | None = deliver_due,
         dry_run: bool = False,
         out: Callable[[str], None] = print,
         timing: Timing | None = None,
