@@ -11,7 +11,8 @@ def claim_mail(corruption: str, message_id: str = "<claim-1@amazon.com>",
 
     ``ctrl-in-html``: a 0x1C byte in the HTML of an HTML-only notice;
     ``byte-in-boundary``: a non-ASCII byte in the declared MIME boundary;
-    ``byte-in-delimiters``: the same byte in the boundary and every delimiter line.
+    ``byte-in-delimiters``: the same byte in the boundary and every delimiter line;
+    ``none``: the notice as Amazon sends it.
     """
     head = (
         "Authentication-Results: mx.example.net; dkim=pass header.i=@amazon.com;"
@@ -40,6 +41,7 @@ def claim_mail(corruption: str, message_id: str = "<claim-1@amazon.com>",
             b"<h2>A-to-z", b"<h2>\x1cA-to-z"
         )
     declared, used = {
+        "none": (b"==b0und==", b"==b0und=="),
         "byte-in-boundary": (b"==b0und\xe9ry==", b"==b0und"),
         "byte-in-delimiters": (b"==b0und\xe9ry==", b"==b0und\xe9ry=="),
     }[corruption]

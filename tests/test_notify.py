@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -418,3 +419,43 @@ def test_labels_mask_every_kind_of_secret(tmp_path):
     for secret in ("UrlPassw0rd", "PathT0kenSecret", "HeaderT0kenSecret"):
         assert secret not in target.label
     assert target.label.startswith("json://user:****@127.0.0.1:9/hooks/****?")
+
+
+def test_an_unreadable_mail_that_presents_as_amazon_is_pushed_and_digested(tmp_path, db, http):
+    from triage.sync import unreadable_verdict
+
+    message = Message(sender_address="atoz-guarantee-no-reply@amazon.com",
+                      sender_domain="amazon.com", subject="A-to-z Guarantee claim filed",
+                      error="unreadable message: broken beyond repair")
+    row = record(db, message, unreadable_verdict(message.error, message), received_at=NOW,
+                 now=NOW)
+    with db.transaction() as conn:  # as the sync records it
+        conn.execute("UPDATE messages SET error = ? WHERE id = ?", (message.error, row))
+    config = settings(tmp_path, http.url())
+    notify.deliver_due(db, config, NOW)
+    assert http.titles == [
+        "Could not read a mail from atoz-guarantee-no-reply@amazon.com: "
+        "check Seller Central (not its links)"
+    ]
+    assert "A-to-z Guarantee claim filed" in http.messages[0]
+    notify.deliver_due(db, config, NOW + timedelta(days=1))  # the daily digest
+    digest = next(m for t, m in zip(http.titles, http.messages, strict=True) if "daily" in t)
+    assert "could not read this mail from atoz-guarantee-no-reply@amazon.com" in digest
+
+
+def test_digest_now_with_a_broken_rules_file_still_sends(tmp_path, http, monkeypatch, capsys):
+    for name in [n for n in os.environ if n.startswith("TRIAGE_")]:
+        monkeypatch.delenv(name)
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text("version: 1\nrules: [\n", encoding="utf-8")
+    monkeypatch.setenv("TRIAGE_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_RULES", str(rules_path))
+    monkeypatch.setenv("TRIAGE_NOTIFY_URLS", http.url())
+    db = Database(tmp_path / "triage.db")
+    try:
+        record(db, claim(), verdict(actions=[Action("digest")]), received_at=NOW, now=NOW)
+    finally:
+        db.close()
+    assert notify.digest_now(preview=False, now=NOW + timedelta(minutes=1)) == 0
+    assert f"{rules_path}:3" in capsys.readouterr().err
+    assert "111-1234567-1234567" in http.messages[0]

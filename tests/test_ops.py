@@ -512,3 +512,14 @@ def test_status_as_json(tmp_path: Path) -> None:
 )
 def test_durations_read_like_a_person_would_write_them(seconds: float, shown: str) -> None:
     assert status.duration(seconds) == shown
+
+
+@pytest.mark.parametrize("command", [("status",), ("digest", "--now")])
+def test_a_state_folder_under_a_file_is_a_clear_error(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    result = _triage(tmp_path / "file" / "state", *command)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert str(tmp_path / "file" / "state") in result.stdout + result.stderr

@@ -1,7 +1,8 @@
 """No secret of any kind in any output, log or table, whatever the seller runs.
 
 Four kinds: the IMAP password, a password in a notifier URL, a token in an Apprise
-header parameter (``?+X-Api-Key=``) and a token in a URL path. The commands run as a
+header parameter (``?+X-Api-Key=``) and a token in a URL path (in TRIAGE_NOTIFY_URLS
+and in an Apprise config file). The commands run as a
 seller runs them, at debug level, against a real Dovecot and real receivers (one up,
 one down, so failures are logged too); then every output, every file of the state
 folder and every row of every table is searched for each secret.
@@ -22,6 +23,7 @@ URL_PASSWORD = "UrlPassw0rdSecret"
 HEADER_TOKEN = "HeaderT0kenSecret"
 PATH_TOKEN = "PathT0kenSecret42"
 QUERY_TOKEN = "QueryT0kenSecret"
+CONFIG_TOKEN = "ConfigT0kenSecret"
 
 
 def notify_urls(http: HttpReceiver) -> str:
@@ -63,7 +65,11 @@ def test_no_secret_anywhere(dovecot, tmp_path: Path, http: HttpReceiver) -> None
         "TRIAGE_NOTIFY_URLS": notify_urls(http),
         "TRIAGE_RULES": str(tmp_path / "rules.yaml"),
         "TRIAGE_LOG_LEVEL": "DEBUG",
+        "TRIAGE_APPRISE_CONFIG": str(tmp_path / "apprise.txt"),
     })
+    (tmp_path / "apprise.txt").write_text(
+        f"digest=json://127.0.0.1:{http.port}/hooks/{CONFIG_TOKEN}?+X-Token={CONFIG_TOKEN}\n",
+        encoding="utf-8")
     (tmp_path / "rules.yaml").write_text(
         "version: 1\nnotify:\n  route:\n    critical: [phone]\n", encoding="utf-8")
     dovecot.append("INBOX", claim_mail("byte-in-boundary"))
@@ -84,6 +90,6 @@ def test_no_secret_anywhere(dovecot, tmp_path: Path, http: HttpReceiver) -> None
     assert any("113-7781204-5530618" in m for m in http.messages), seen
     assert "FAILED" in outputs[0] and "ok" in outputs[0]
     # ...and no secret shows anywhere.
-    for secret in (password, URL_PASSWORD, HEADER_TOKEN, PATH_TOKEN, QUERY_TOKEN):
+    for secret in (password, URL_PASSWORD, HEADER_TOKEN, PATH_TOKEN, QUERY_TOKEN, CONFIG_TOKEN):
         assert secret not in seen, f"{secret!r} leaked:\n" + "\n".join(
             line for line in seen.splitlines() if secret in line)

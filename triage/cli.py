@@ -83,9 +83,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _digest(args: argparse.Namespace) -> int:
-    from triage import digest
+    from triage import notify
 
-    return digest.digest_command(args)
+    return notify.digest_command(args)
 
 
 def _reply_clock(args: argparse.Namespace) -> int:

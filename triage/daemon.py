@@ -69,12 +69,13 @@ Deliver = Callable[[Database, Settings, datetime, NotifyPolicy], None]
 CRITICAL_WAIT_LIMIT = timedelta(minutes=10)
 
 
-def _deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
+def deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
+    """One delivery round with the policy held, then tell health whether a critical
+    alert has waited too long for a target."""
     from triage import notify
 
     notify.deliver_due(db, settings, now, policy=policy)
-    with db.transaction() as conn:
-        waited = notify.oldest_waiting_critical(conn, now)
+    waited = notify.oldest_waiting_critical(db.conn, now)
     if waited is not None and waited > CRITICAL_WAIT_LIMIT:
         minutes = int(waited.total_seconds() // 60)
         health.set_problem("alerts", f"a critical alert has waited {minutes} min for a target")
@@ -102,7 +103,7 @@ class Daemon:
         mailbox_factory: Callable[[], DaemonMailbox],
         *,
         notifier: Notifier | None = None,
-        deliver: Deliver | None = _deliver_due,
+        deliver: Deliver | None = deliver_due,
         dry_run: bool = False,
         out: Callable[[str], None] = print,
         timing: Timing | None = None,
@@ -531,7 +532,19 @@ def tell_operator_refused(
                 db, f"Your rules.yaml edit was refused; the last good rules keep running. {error}",
                 now,
             )
-            notify.deliver_due(db, settings, now, policy=policy())
+        finally:
+            db.close()
+        # Sent from a thread of its own: a slow target must not hold up the watcher, nor
+        # the SIGTERM it waits for.
+        threading.Thread(target=send_now, args=(policy(),), name="triage-refused",
+                         daemon=True).start()
+
+    def send_now(held: NotifyPolicy) -> None:
+        from triage import notify
+
+        db = Database(settings.database_path)
+        try:
+            notify.deliver_due(db, settings, datetime.now(UTC), policy=held)
         except TriageError as exc:
             log.warning("the refused edit is queued for the operator, not yet sent: %s", exc)
         finally:

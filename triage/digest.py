@@ -9,7 +9,6 @@ links or markup. Links are only ever Seller Central links on Amazon's domains.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 from collections import Counter
@@ -272,6 +271,9 @@ def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) 
     rows = conn.execute(
         "SELECT m.*, c.answered_at FROM messages m "
         "LEFT JOIN reply_clocks c ON c.message_row = m.id "
+        # Unreadable mail is shown ("could not read"), except spam-folder garbage that
+        # does not even present as Amazon.
+        "WHERE m.error IS NULL OR m.folder_role != 'junk' OR m.severity = 'critical' "
         "ORDER BY m.received_at, m.id"
     ).fetchall()
     entries = []
@@ -693,19 +695,6 @@ def _period_section(digest: Digest) -> Section:
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-# --- the command ---------------------------------------------------------------------
-
-
-def digest_command(args: argparse.Namespace) -> int:
-    """``triage digest --now`` sends the pending digest; ``--preview`` prints it (and with
-    ``--html FILE`` writes the HTML mail there, to open in a browser)."""
-    from triage import notify
-
-    if args.html and not args.preview:
-        raise ConfigError("--html goes with --preview")
-    return notify.digest_now(preview=bool(args.preview), html=args.html)
 
 
 def write_html(doc: Document, path: str) -> None:

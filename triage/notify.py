@@ -53,10 +53,12 @@ import json
 import logging
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
@@ -75,7 +77,7 @@ from triage.digest import (
     deadline_phrase,
     render,
 )
-from triage.errors import ConfigError, NotifyError
+from triage.errors import ConfigError, NotifyError, RulesError
 from triage.message import Message
 from triage.notifypolicy import NotifyPolicy, policy_from_file, timezone
 from triage.rules import Rules
@@ -211,6 +213,7 @@ def load_targets(settings: Settings) -> list[Target]:
                 f"(entry {settings.notify.urls.index(entry) + 1})"
             )
     if settings.notify.apprise_config:
+        _register_config_secrets(settings.notify.apprise_config)
         config = apprise.AppriseConfig()
         if not config.add(settings.notify.apprise_config):
             raise ConfigError(
@@ -218,6 +221,21 @@ def load_targets(settings: Settings) -> list[Target]:
             )
         hub.add(config)
     return [_target(service) for service in hub.find()]
+
+
+CONFIG_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
+
+
+def _register_config_secrets(location: str) -> None:
+    """The secret parts of the URLs an Apprise config file holds, masked before Apprise
+    loads (and logs) them; a remote config is Apprise's to read."""
+    try:
+        text = Path(location).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # not a local file, or unreadable: Apprise reports it
+    for url in CONFIG_URL.findall(text):
+        for secret in secret_parts(url):
+            logs.register_secret(secret)
 
 
 def _target(service: Any) -> Target:
@@ -671,7 +689,8 @@ def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
     if entry.suspicious:
         return "Suspected phishing (not from Amazon): do not click its links"
     if entry.unreadable:
-        return f"Could not read a mail from {entry.sender or 'an unknown sender'}: open it yourself"
+        sender = entry.sender or "an unknown sender"
+        return f"Could not read a mail from {sender}: check Seller Central (not its links)"
     name = HEADLINES[entry.type]
     if entry.type == "claim":
         name = claim_label(entry.sender, entry.subject)
@@ -904,11 +923,19 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
 
 def _relabel(db: Database, targets: Sequence[Target]) -> None:
     """Rows written by an older version may hold a less masked label: mask them now."""
-    with db.transaction() as conn:
-        conn.executemany(
-            "UPDATE outbox SET target_label = ? WHERE target = ? AND target_label != ?",
-            [(t.label, t.key, t.label) for t in targets],
-        )
+    stale = [
+        (t.label, t.key, t.label)
+        for t in targets
+        if db.conn.execute(
+            "SELECT 1 FROM outbox WHERE target = ? AND target_label != ? LIMIT 1",
+            (t.key, t.label),
+        ).fetchone()
+    ]
+    if stale:
+        with db.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET target_label = ? WHERE target = ? AND target_label != ?", stale
+            )
 
 
 def _record_failure(
@@ -981,12 +1008,29 @@ def notify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def digest_command(args: argparse.Namespace) -> int:
+    """``triage digest --now`` sends the pending digest; ``--preview`` prints it (and with
+    ``--html FILE`` writes the HTML mail there, to open in a browser).
+
+    It lives here, not in :mod:`triage.digest`: sending needs the outbox, and the digest
+    module must not import the module that imports it.
+    """
+    if args.html and not args.preview:
+        raise ConfigError("--html goes with --preview")
+    return digest_now(preview=bool(args.preview), html=args.html)
+
+
 def digest_now(*, preview: bool, now: datetime | None = None, html: str | None = None) -> int:
     """Send (or print) everything not yet in a digest, in one digest, right now."""
     from triage import settings as settings_module
 
     settings = settings_module.from_env()
-    policy = policy_from_file(settings.rules_path)  # read once, for this one command
+    try:
+        policy = policy_from_file(settings.rules_path)  # read once, for this one command
+    except RulesError as exc:
+        # The seller asked for the digest: a broken rules file must not cost it.
+        print(f"warning: {exc}; the digest uses the default notify settings", file=sys.stderr)
+        policy = NotifyPolicy()
     tz = timezone(settings)
     now = now or datetime.now(UTC)
     db = Database(settings.database_path)

@@ -215,9 +215,9 @@ def fingerprint(message: Message, raw: bytes = b"") -> str:
     if mid:
         return f"mid:{mid}"
     digest = hashlib.sha256()
-    if message.error or not (message.sender_address or message.date or message.subject):
-        # Nothing parsed, or a fragment without headers: the raw bytes are all that
-        # identifies it (two header-less fragments must not merge into one row).
+    if message.error or not (message.date or message.subject or message.text.strip()):
+        # Nothing parsed, or a fragment with no date, subject or text: the raw bytes are
+        # all that identifies it (two such fragments must not merge into one row).
         digest.update(raw)
     else:
         when = message.date.isoformat() if message.date else ""
