@@ -110,10 +110,10 @@ def build_pipeline(rules_path: str | None) -> Pipeline:
 
 def seller_corrections() -> Recall | None:
     """The corrections of the current settings' mailbox (``triage correct``), if any."""
-    from triage import correct_cmd, settings
+    from triage import corrections, settings
 
     config = settings.from_env()
-    return correct_cmd.recall_for(config, correct_cmd.account_for(config))
+    return corrections.recall_for(config, corrections.account_for(config))
 
 
 Result = tuple[Source, Message, Verdict]

@@ -15,37 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage import corrections
-from triage.corrections import LOCAL_ACCOUNT, Correction, CorrectionError, Recall
+from triage.corrections import Correction, CorrectionError, account_for
 from triage.errors import ConfigError, TriageError
 from triage.message import parse
 from triage.rules import clamp_severity
-from triage.settings import Settings, from_env
+from triage.settings import from_env
 from triage.state import Database
 from triage.sync import fingerprint
 
 if TYPE_CHECKING:
     from triage.pipeline import Pipeline
-
-
-def account_for(settings: Settings, name: str | None = None) -> str:
-    """The account corrections are filed under: ``name``, the first mailbox, or local."""
-    names = [a.account for a in settings.accounts]
-    if name:
-        if names and name not in names:
-            raise ConfigError(f"no mailbox named {name!r} (configured: {', '.join(names)})")
-        return name
-    return names[0] if names else LOCAL_ACCOUNT
-
-
-def recall_for(settings: Settings, account: str) -> Recall | None:
-    """The account's active corrections, or None when no state database exists yet."""
-    if not settings.database_path.exists():
-        return None
-    db = Database(settings.database_path)
-    try:
-        return Recall.load(db, account) or None
-    finally:
-        db.close()
 
 
 def record_file(

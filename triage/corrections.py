@@ -37,16 +37,19 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from triage.errors import TriageError
+from triage.errors import ConfigError, TriageError
 from triage.message import Message
 from triage.rules import NOTIFY_KINDS, Defaults
 from triage.state import Database, register_schema
 from triage.taxonomy import ALLOWED_SEVERITIES, SEVERITIES, TYPES, is_amazon_domain, severity_rank
 from triage.verdict import Verdict
+
+if TYPE_CHECKING:
+    from triage.settings import Settings
 
 SIMILAR = 0.7
 SIMILAR_SAME_SENDER = 0.5
@@ -374,3 +377,24 @@ def follows(correction: Correction, score: float, same_sender: bool,
     # the seller lowered one as urgent, so no order to ship today is taken for news.
     return same_sender and correction.type in NEWS_TYPES and severity_rank(said[1]) >= min(
         severity_rank(correction.model_severity), severity_rank(NEWS_LOWERS_FROM))
+
+
+def account_for(settings: Settings, name: str | None = None) -> str:
+    """The account corrections are filed under: ``name``, the first mailbox, or local."""
+    names = [a.account for a in settings.accounts]
+    if name:
+        if names and name not in names:
+            raise ConfigError(f"no mailbox named {name!r} (configured: {', '.join(names)})")
+        return name
+    return names[0] if names else LOCAL_ACCOUNT
+
+
+def recall_for(settings: Settings, account: str) -> Recall | None:
+    """The account's active corrections, or None when no state database exists yet."""
+    if not settings.database_path.exists():
+        return None
+    db = Database(settings.database_path)
+    try:
+        return Recall.load(db, account) or None
+    finally:
+        db.close()

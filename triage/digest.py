@@ -438,10 +438,15 @@ def card_for(
             f"{when(e.received_at, tz)} · {WHAT[e.type]} · {e.subject or '(no subject)'}"
             for e in thread.entries
         )
+    subject = lead.subject
+    if lead.unreadable:
+        # Never silent: the seller sees who sent it even when nothing else could be read.
+        sender = lead.sender or "an unknown sender"
+        subject = f"could not read this mail from {sender}: {subject or '(no subject)'}"
     return Card(
         severity=lead.severity,
         headline=headline(lead, len(thread.entries)),
-        subject=lead.subject,
+        subject=subject,
         received=f"received {when(lead.received_at, tz)}",
         deadline=deadline,
         overdue=overdue,
