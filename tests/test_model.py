@@ -17,7 +17,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from triage import corpus, model, signals, taxonomy
 from triage.errors import ModelError, TriageError
 from triage.message import parse
-from triage.settings import PROJECT_ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGE_NOTICES = Path(__file__).parent / "corpora" / "package-notices"
 
@@ -299,7 +300,7 @@ def test_renderer_refuses_a_bad_family(
 
 
 def test_shipped_families_all_load() -> None:
-    root = PROJECT_ROOT / "models" / "corpus"
+    root = ROOT / "models" / "corpus"
     if not (root / "families").exists():
         pytest.skip("no corpus beside the package")
     families = corpus.load_families(root)
@@ -308,7 +309,7 @@ def test_shipped_families_all_load() -> None:
 
 def test_copied_model_dir_loads(tmp_path: Path, shipped: model.Classifier) -> None:
     for name in (model.MODEL_FILE, model.METADATA_FILE):
-        shutil.copy(PROJECT_ROOT / "models" / name, tmp_path / name)
+        shutil.copy(ROOT / "models" / name, tmp_path / name)
     assert model.Classifier.load(tmp_path).metadata["labels"]["types"] == list(taxonomy.TYPES)
 
 

@@ -21,6 +21,8 @@ import itertools
 import json
 import logging
 import re
+import shutil
+import tempfile
 import time
 import weakref
 import zipfile
@@ -864,8 +866,15 @@ def evaluate(corpus: _Corpus, folds: int) -> TrainReport:
     )
 
 
-def train(corpus_dir: Path, out_dir: Path, folds: int = 5) -> TrainReport:
-    """Evaluate on held-out families, fit on everything, write model, metadata and card."""
+def train(
+    corpus_dir: Path, out_dir: Path, folds: int = 5,
+    extra_samples: Sequence[tuple[Message, str, str, str]] = (),
+) -> TrainReport:
+    """Evaluate on held-out families, fit on everything, write model, metadata and card.
+
+    ``extra_samples`` (message, type, severity, family), e.g. a seller's corrections,
+    join the final fit only: the held-out scores stay those of the corpus.
+    """
     started = time.perf_counter()
     corpus = read_corpus(Path(corpus_dir))
     parsed = time.perf_counter()
@@ -874,8 +883,11 @@ def train(corpus_dir: Path, out_dir: Path, folds: int = 5) -> TrainReport:
         raise ModelError(f"need at least {folds} families for {folds} folds, found {families}")
     report = evaluate(corpus, folds)
     evaluated = time.perf_counter()
+    extra = list(zip(*extra_samples, strict=True)) or [(), (), (), ()]
     fitted = _Fitted.fit(
-        corpus.messages, corpus.types, corpus.severities, corpus.families, report.critical_threshold
+        [*corpus.messages, *extra[0]], [*corpus.types, *extra[1]],
+        [*corpus.severities, *extra[2]], [*corpus.families, *extra[3]],
+        report.critical_threshold,
     )
     out_dir = Path(out_dir)
     save(fitted, out_dir / MODEL_FILE)
@@ -933,10 +945,17 @@ def train_command(args: argparse.Namespace) -> int:
 
     corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
     out_dir = Path(args.out) if args.out else default_model_dir()
-    if getattr(args, "render", False):
-        rows = render_corpus(corpus_dir)
-        print(f"rendered {len(rows)} mails")
-    report = train(corpus_dir, out_dir, folds=args.folds)
+    with tempfile.TemporaryDirectory(prefix="triage-corpus-") as work:
+        if not (corpus_dir / "labels.csv").exists():
+            # An installed package ships the families only: render them aside, never
+            # into the package's own folder.
+            shutil.copytree(corpus_dir / "families", Path(work) / "families")
+            corpus_dir = Path(work)
+            args.render = True
+        if getattr(args, "render", False):
+            rows = render_corpus(corpus_dir)
+            print(f"rendered {len(rows)} mails")
+        report = train(corpus_dir, out_dir, folds=args.folds)
     print(format_report(report))
     print(f"model written to {out_dir / MODEL_FILE}")
     return 0
