@@ -38,6 +38,7 @@ BASE64_HEAD = re.compile(rb"content-transfer-encoding:\s*base64")
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 # Boundaries and part headers; found from line ends, which is quick.
 MIME_LINE = re.compile(r"\n(?:--|[Cc]ontent-|MIME-|\s+\w+=)[^\n]*")
+NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 TAG = re.compile(r"<(?:style|script|head)\b.*?</(?:style|script|head)\s*>|<[^>]*>",
                  re.IGNORECASE | re.DOTALL)
 # Looked for in normalised text (look-alikes undone) with everything but letters and
@@ -147,22 +148,23 @@ def _readable(body: bytes) -> str | None:
     text = _words(MIME_LINE.sub(" ", decoded.decode("utf-8", "replace")))
     if "\x00" in text or _names_amazon(text):
         return None
-    return text
+    # Spaces collapsed only in what the rules read: the look above ignores them.
+    return " ".join(text[: TEXT_CHARS * 2].split())[:TEXT_CHARS]
 
 
 def _words(text: str) -> str:
-    """Text without tags, entities read, spaces collapsed (tags part words, as shown)."""
+    """Text without tags (they part words, as a browser shows them), entities read."""
     text = TAG.sub(" ", text)
-    if "&" in text:
-        text = html.unescape(text)
-    return " ".join(text.split())
+    return html.unescape(text) if "&" in text else text
 
 
 def _names_amazon(text: str) -> bool:
     if ORDER_ID.search(text):
         return True
     if not text.isascii():
-        text = normalise(text)  # look-alikes from other scripts, accents, invisibles
+        # Look-alikes from other scripts, accents, invisibles: trust.normalise, run by run
+        # of non-ASCII characters (it reads a character at a time), not over all the text.
+        text = NON_ASCII.sub(lambda run: normalise(run.group()), text)
     squeezed = text.encode("utf-8", "replace").translate(_FOLD, _DROP)
     squeezed = squeezed.replace(b"rn", b"m").replace(b"vv", b"w")
     return any(mark in squeezed for mark in AMAZON_MARKS)
