@@ -33,6 +33,7 @@ from triage.errors import ConfigError, LoginError, MailboxError, RulesError, Tri
 from triage.liverules import RulesWatcher
 from triage.notifypolicy import NotifyPolicy
 from triage.oauth import GrantRevoked
+from triage.pipeline import LazyPredictor
 from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
@@ -600,6 +601,11 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
     supervisor.install_signal_handlers()
     for account in settings.accounts:
         log.info("watching %s", account.describe())
+    if isinstance(pipeline.classifier, LazyPredictor):
+        # Loaded beside the watchers, not before them: watching starts in a fraction of
+        # the time, and the first mail that needs the model does not wait for it.
+        threading.Thread(target=pipeline.classifier.load, name="triage-model",
+                         daemon=True).start()
     supervisor.run()
     log.info("stopped")
     return 0

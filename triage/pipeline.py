@@ -53,12 +53,16 @@ class LazyPredictor:
         self._loaded: Predictor | None = None
         self._lock = threading.Lock()
 
-    def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]:
+    def load(self) -> Predictor:
+        """The classifier, loaded now if it was not yet."""
         if self._loaded is None:
             with self._lock:  # accounts sync in threads: one loads, the others wait
                 if self._loaded is None:
                     self._loaded = self._load()
-        return self._loaded.predict(messages)
+        return self._loaded
+
+    def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]:
+        return self.load().predict(messages)
 
 
 class Assessment(Protocol):
