@@ -78,3 +78,26 @@ def test_a_worker_left_by_an_earlier_run_is_ended_and_nothing_else(tmp_path: Pat
         other.wait()
         if stale.is_alive():
             stale.kill()
+
+
+def test_the_worker_lives_only_while_a_backlog_lasts(raws: list[bytes]) -> None:
+    others = {p.pid for p in multiprocessing.active_children()}
+
+    def workers() -> list[int]:
+        return [p.pid for p in multiprocessing.active_children() if p.pid not in others]
+
+    parallel = ParallelDecoder(Classifier.load(), default_model_dir())
+    try:
+        assert workers() == []  # nothing started before there is a backlog
+        parallel.decode(raws)
+        assert len(workers()) == 1
+        parallel.rest()  # caught up
+        deadline = time.monotonic() + 20
+        while workers() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert workers() == []
+        # The next backlog starts a new one, and decodes as before.
+        assert summary(parallel.decode(raws)) == summary(Decoder(Classifier.load()).decode(raws))
+        assert len(workers()) == 1
+    finally:
+        parallel.close()
