@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from triage.corrections import Match, Recall
 
 JUNK = "junk"
+SETTLED_TRUST = trust.Trust(False, False, "not from Amazon and not presenting as Amazon")
 SENT = "sent"
 
 
@@ -162,7 +163,10 @@ class Pipeline:
         self, message: Message, prediction: Prediction, folder: str, role: str,
         match: Match | None = None,
     ) -> Verdict:
-        found = self.assess(message, self.trusted_authserv_ids)
+        # A mail settled by its headers (triage.screen) was found not to present as
+        # Amazon and not to come from an Amazon domain: there is nothing to assess.
+        settled = bool(getattr(prediction, "reason", ""))
+        found = SETTLED_TRUST if settled else self.assess(message, self.trusted_authserv_ids)
         verdict = model_verdict(message, prediction, found)
         if match is not None and not found.suspicious:
             verdict = match.apply(verdict)  # first, so the rules act on what the mail is

@@ -58,7 +58,7 @@ BYTE_MARKS = (b"amaz", b"amzn")
 ORDER_ID = re.compile(r"-\s*\d{7}\s*-\s*\d{7}")
 # The seller's rules read this much of a settled mail's text (their regexes cost in
 # proportion to it); the opening is what a rule about a newsletter or an invoice reads.
-TEXT_CHARS = 4_000
+TEXT_CHARS = 2_000
 REASON = "settled by its headers and a look at its text: not Amazon, not a buyer relay"
 
 
