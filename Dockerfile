@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /opt/triage
 COPY pyproject.toml README.md rules.yaml ./
 COPY triage ./triage
-COPY models/triage-model.skops models/metadata.json models/README.md ./models/
+COPY models/triage-model.json models/triage-model.npz models/metadata.json models/README.md ./models/
 RUN python -m pip install --no-compile . \
     && mkdir -p /config /data \
     && cp rules.yaml /config/rules.yaml \

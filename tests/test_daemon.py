@@ -338,7 +338,7 @@ def triage(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def model_shipped() -> bool:
     from triage.settings import default_model_dir
 
-    return (default_model_dir() / "triage-model.skops").exists()
+    return (default_model_dir() / "triage-model.json").exists()
 
 
 @pytest.mark.skipif(not model_shipped(), reason="no trained model in models/")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WAIT = 30.0
 
 pytestmark = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

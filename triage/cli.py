@@ -22,9 +22,9 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from triage import model
+    from triage import train
 
-    return model.train_command(args)
+    return train.train_command(args)
 
 
 def _check_rules(args: argparse.Namespace) -> int:

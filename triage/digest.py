@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from triage.replyclock import Clock, ReplyRate, open_clocks, reply_rate
 from triage.state import register_schema
 from triage.taxonomy import SEVERITIES, TYPES, is_amazon_domain, severity_rank
+from triage.verdict import POSSIBLY_CRITICAL
 
 TYPE_LABELS: dict[str, str] = {
     "buyer_message": "Buyer messages",
@@ -150,6 +151,7 @@ class Entry:
     rescued: bool
     # The seller has answered this buyer message: its deadline no longer applies.
     answered: bool = False
+    possibly_critical: bool = False  # the model was unsure it is critical (a verdict tag)
 
     def sort_key(self) -> tuple[int, datetime, datetime]:
         far = datetime.max.replace(tzinfo=self.received_at.tzinfo)
@@ -231,6 +233,7 @@ def entry_from_row(row: sqlite3.Row) -> Entry:
         rescued=bool(row["rescued"]),
         # sqlite3.Row's `in` looks at values, so the column names are asked for.
         answered="answered_at" in row.keys() and row["answered_at"] is not None,  # noqa: SIM118
+        possibly_critical=POSSIBLY_CRITICAL in json.loads(row["tags"] or "[]"),
     )
 
 
@@ -455,6 +458,8 @@ def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     if entry.order_id:
         parts.append(f"order {entry.order_id} · ")
     parts.append(entry.subject or "(no subject)")
+    if entry.possibly_critical and entry.severity != "critical":
+        parts.append(" · possibly critical")
     if entry.answered:
         parts.append(" · answered")
     elif entry.deadline is not None:

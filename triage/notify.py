@@ -571,6 +571,7 @@ def alert_document(entries: Sequence[digests.Entry], now: datetime, tz: ZoneInfo
     items: list[tuple[Inline, ...]] = []
     for entry in entries:
         parts: list[Inline] = [headline(entry, now, tz), " · ", entry.subject or "(no subject)"]
+        parts += [" · possibly critical"] if entry.possibly_critical else []
         if entry.suspicious:
             parts += [" · from ", entry.sender or "(unknown sender)"]
         elif entry.link:

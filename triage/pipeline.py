@@ -15,7 +15,7 @@ from triage.errors import ModelError
 from triage.message import Message
 from triage.rules import Rules, clamp_severity
 from triage.taxonomy import TYPES
-from triage.verdict import Action, Verdict
+from triage.verdict import POSSIBLY_CRITICAL, Action, Verdict
 
 JUNK = "junk"
 SENT = "sent"
@@ -145,6 +145,8 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         reasons.append(f"a {prediction.type} is never {prediction.severity}: {severity}")
     if found.suspicious:
         reasons.append(f"suspicious: {found.reason}")
+    # A stand-in classifier may not say; the shipped one marks an unsure critical.
+    possibly = bool(getattr(prediction, "possibly_critical", False))
     return Verdict(
         type=prediction.type,
         severity=severity,
@@ -153,6 +155,8 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         amazon=found.authenticated and prediction.type != "other",
         reasons=reasons,
         order_id=message.order_id,
+        possibly_critical=possibly,
+        tags=[POSSIBLY_CRITICAL] if possibly else [],
     )
 
 
