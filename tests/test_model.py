@@ -769,7 +769,6 @@ def test_every_language_has_a_lexicon_file() -> None:
 @pytest.mark.parametrize(
     ("entry", "reason"),
     [
-        ("    - '(unclosed'", "unterminated subpattern"),
         ("    - '\\d+ days'", "does not start with a literal word"),
         ("    - 'Upper'", "lower case"),
         ("    - ''", "non-empty"),
@@ -787,6 +786,14 @@ def test_a_bad_lexicon_pattern_is_refused_with_file_and_line(
         lexicon.load([path], check=signals._usable)
     assert (info.value.path, info.value.line) == (str(path), 5)
     assert str(info.value).startswith(f"{path}:5: ")
+
+
+def test_a_pattern_that_does_not_compile_is_named_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "nl.yaml"
+    path.write_text("language: nl\nconcepts:\n  suspended:\n    - 'geschorst('\n", "utf-8")
+    with pytest.raises(lexicon.LexiconError, match="unterminated subpattern") as info:
+        lexicon.find_bad_pattern([path])
+    assert str(info.value).startswith(f"{path}:4: bad pattern")
 
 
 def test_a_new_language_is_a_file(tmp_path: Path) -> None:

@@ -275,14 +275,25 @@ def _usable(alternative: str) -> None:
         anchor(spelling)
 
 
+Index = dict[str, list[tuple[str, tuple[str, ...], re.Pattern[str]]]]
+
+
+def _matcher(found: dict[str, tuple[str, ...]]) -> tuple[tuple[re.Pattern[str], ...], Index]:
+    try:
+        return _candidate_patterns(found), _index(found)
+    except re.error:
+        lexicon.find_bad_pattern()  # names the file and line
+        raise
+
+
 LEXICON = lexicon.load(check=_usable)
-# Where a word starts at which some alternative of some concept matches (``\b`` and the
-# index key left aside, so these are a few more places than the concepts are found at).
-# One scan of the text in C; the index's own patterns then run at those places only.
-CANDIDATE_AT_START, CANDIDATE = _candidate_patterns(LEXICON)
-# Each alternative is tried only where a word starting with its first letters begins,
-# and only where the text goes on with the literal opening of one of the concept's.
-INDEX = _index(LEXICON)
+# CANDIDATE_AT_START, CANDIDATE: where a word starts at which some alternative of some
+# concept matches (``\b`` and the index key left aside, so these are a few more places
+# than the concepts are found at); one scan of the text in C, the index's own patterns
+# then run at those places only. INDEX: each alternative is tried only where a word
+# starting with its first letters begins, and only where the text goes on with the
+# literal opening of one of the concept's.
+(CANDIDATE_AT_START, CANDIDATE), INDEX = _matcher(LEXICON)
 # Letters NFKD does not take apart; str.replace is far quicker than str.translate here.
 FOLDS = (("’", "'"), ("ß", "ss"), ("œ", "oe"), ("æ", "ae"))
 

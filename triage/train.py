@@ -745,8 +745,8 @@ Cross-validated scores (families held out, see below) per language:
   `possibly_critical`: alerts and the digest say "possibly critical".
 - Saved as plain data: `triage-model.json` (blocks, labels, thresholds, versions) and
   `triage-model.npz` (terms, idf, weights; read with `allow_pickle=False`). Prediction
-  uses numpy and scipy only (`triage/model.py`); scikit-learn is needed to train, and
-  any version from 1.5 on will do. A test checks the shipped files reproduce
+  uses numpy and scipy only (`triage/model.py`); scikit-learn is needed to train
+  (1.5 or later; 1.5.2 and 1.9.1 tried). A test checks the shipped files reproduce
   scikit-learn's own probabilities on `models/heldout`.
 
 ## Held-out scores: cross-validation by family
