@@ -27,7 +27,7 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from triage import message, model, pipeline, rules, settings  # noqa: E402
+from triage import message, model, pipeline, rules  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FOOTER_HTML = (
@@ -94,7 +94,7 @@ def main() -> None:
     raws = load(args.corpus, args.count)
     sizes = sorted(len(r) for r in raws)
     classifier = model.Classifier.load()
-    loaded_rules = rules.load_rules(settings.PROJECT_ROOT / "rules.yaml")
+    loaded_rules = rules.load_rules(ROOT / "rules.yaml")
     pipe = pipeline.Pipeline(classifier, loaded_rules)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 

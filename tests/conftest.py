@@ -22,11 +22,12 @@ from pathlib import Path
 
 import dovecot as dovecot_lib
 import pytest
+from oauth_server import OAuthServer
 from receivers import HttpReceiver
 
 from triage.state import Database
 
-IMAP_FIXTURES = {"dovecot", "dovecot_without_move", "dovecot_servers"}
+IMAP_FIXTURES = {"dovecot", "dovecot_without_move", "dovecot_servers", "oauth_dovecot"}
 
 
 class DovecotServers:
@@ -36,16 +37,22 @@ class DovecotServers:
         self._servers: dict[tuple[object, ...], dovecot_lib.DovecotServer] = {}
 
     def account(
-        self, without: Iterable[str] = (), tls: bool = False, special_use: bool = True
+        self, without: Iterable[str] = (), tls: bool = False, special_use: bool = True,
+        introspection_url: str = "", oauth_mechanisms: str = "xoauth2 oauthbearer",
     ) -> dovecot_lib.Account:
         """A fresh account on a server lacking ``without``; ``tls`` adds STARTTLS and IMAPS;
-        ``special_use=False`` names the special folders without marking them."""
+        ``special_use=False`` names the special folders without marking them;
+        ``introspection_url`` lets it log in with OAuth2 tokens that URL vouches for
+        (through ``oauth_mechanisms``)."""
         if tls and not dovecot_lib.tls_available():
             pytest.skip("openssl is not installed: no certificate for a TLS server")
         caps = tuple(sorted(cap.upper() for cap in without))
-        key = (caps, tls, special_use)
+        key = (caps, tls, special_use, introspection_url, oauth_mechanisms)
         if key not in self._servers:
-            self._servers[key] = dovecot_lib.DovecotServer(caps, tls=tls, special_use=special_use)
+            self._servers[key] = dovecot_lib.DovecotServer(
+                caps, tls=tls, special_use=special_use, introspection_url=introspection_url,
+                oauth_mechanisms=oauth_mechanisms,
+            )
         server = self._servers[key]
         # A previous test may have stopped it (a reconnect test that failed midway).
         server.start()
@@ -77,6 +84,24 @@ def dovecot(dovecot_servers: DovecotServers) -> Iterator[dovecot_lib.Account]:
 @pytest.fixture
 def dovecot_without_move(dovecot_servers: DovecotServers) -> Iterator[dovecot_lib.Account]:
     account = dovecot_servers.account(without=("MOVE",))
+    yield account
+    account.start()
+
+
+@pytest.fixture(scope="session")
+def oauth_server() -> Iterator[OAuthServer]:
+    """The test OAuth2 authorisation server (token, device and introspection endpoints)."""
+    server = OAuthServer(lifetime=3600)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_dovecot(
+    dovecot_servers: DovecotServers, oauth_server: OAuthServer
+) -> Iterator[dovecot_lib.Account]:
+    """An account on a server whose ``oauth2`` passdb asks ``oauth_server`` about tokens."""
+    account = dovecot_servers.account(introspection_url=f"{oauth_server.url}/introspect")
     yield account
     account.start()
 

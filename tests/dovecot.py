@@ -44,7 +44,7 @@ protocols = imap
 listen = 127.0.0.1
 {ssl}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
@@ -53,7 +53,7 @@ mail_fsync = never
 auth_failure_delay = 0
 {capability}
 
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/passwd
 }}
@@ -91,6 +91,25 @@ service anvil {{
 SPECIAL_USE_FOLDERS = (("Junk", "\\Junk"), ("Sent", "\\Sent"))
 # As on servers that do not mark them, where only the name tells (Yahoo, Exchange...).
 NAMED_FOLDERS = (("Bulk Mail", ""), ("Sent Items", ""))
+
+
+# Dovecot 2.3's oauth2 passdb asking the test OAuth2 server whether a token is live
+# (RFC 7662 introspection, the token POSTed as a form).
+OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = {mechanisms}
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+"""
+OAUTH2_CONFIG = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
 
 
 def _mailbox_block(name: str, special_use: str) -> str:
@@ -258,6 +277,8 @@ class DovecotServer:
         without_capabilities: Iterable[str] = (),
         tls: bool = False,
         special_use: bool = True,
+        introspection_url: str = "",
+        oauth_mechanisms: str = "xoauth2 oauthbearer",
     ) -> None:
         if version() >= (2, 4):
             # 2.4 renamed most settings; this configuration is written for 2.3.
@@ -270,6 +291,9 @@ class DovecotServer:
         self.tls = tls
         self.tls_port = free_port() if tls else 0
         self.without_capabilities = tuple(cap.upper() for cap in without_capabilities)
+        # Set: accounts may log in with XOAUTH2/OAUTHBEARER tokens this URL vouches for.
+        self.introspection_url = introspection_url
+        self.oauth_mechanisms = oauth_mechanisms
         self.root = Path(tempfile.mkdtemp(prefix="triage-dovecot-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._users = itertools.count(1)
@@ -377,6 +401,9 @@ class DovecotServer:
         (self.root / "passwd").chmod(0o644)
         if self.tls:
             self._make_certificate()
+        if self.introspection_url:
+            conf = self.root / "dovecot-oauth2.conf.ext"
+            conf.write_text(OAUTH2_CONFIG.format(url=self.introspection_url), encoding="utf-8")
         self._write_config()
 
     @property
@@ -410,6 +437,10 @@ class DovecotServer:
             gid=gid,
             capability=self._capability_line,
             ssl=self._ssl_lines(),
+            auth_mechanisms=f"{self.oauth_mechanisms} plain login" if self.introspection_url
+            else "plain login",
+            oauth2_passdb=OAUTH2_PASSDB.format(root=self.root, mechanisms=self.oauth_mechanisms)
+            if self.introspection_url else "",
             mailboxes="\n".join(_mailbox_block(name, flag) for name, flag in self.folders),
         )
         (self.root / "dovecot.conf").write_text(text, encoding="utf-8")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -33,6 +34,12 @@ class HttpReceiver:
         self.posts: list[dict[str, Any]] = []
         self.paths: list[str] = []
         self.status = 200
+        # Seconds to hang before answering; a hung request is dropped, not recorded
+        # (a client with a shorter timeout sees a timeout).
+        self.delay = 0.0
+        # Called after a post is recorded and before it is answered (a crash there is
+        # the worst case: the seller has it, the sender never learns).
+        self.on_post: Callable[[], None] | None = None
         self.port = _free_port()
         self._server: ThreadingHTTPServer | None = None
         self.start()
@@ -48,9 +55,13 @@ class HttpReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                if receiver.status == 200:
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                elif receiver.status == 200:
                     receiver.posts.append(json.loads(body))
                     receiver.paths.append(self.path)
+                    if receiver.on_post is not None:
+                        receiver.on_post()
                 self.send_response(receiver.status)
                 self.end_headers()
 

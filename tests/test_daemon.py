@@ -135,6 +135,7 @@ def test_once_dry_run_prints_and_changes_nothing(dovecot, db: Database) -> None:
     printed: list[str] = []
     make_daemon(dovecot.imap_settings(), db, dry_run=True, out=printed.append).run_once()
     assert printed == [
+        "Junk uid 1: buyer_message/high: alert (alex@marketplace.amazon.com: buyer question 1)",
         "Junk uid 1: buyer_message/high: flag",
         "Junk uid 1: buyer_message/high: rescue to INBOX",
     ]
@@ -341,17 +342,18 @@ def model_shipped() -> bool:
     return (default_model_dir() / "triage-model.json").exists()
 
 
-@pytest.mark.skipif(not model_shipped(), reason="no trained model in models/")
-def test_run_without_a_mailbox_runs_on_the_sample_mailbox(tmp_path: Path) -> None:
+def test_run_without_a_mailbox_says_so_and_fails(tmp_path: Path) -> None:
+    """A misspelt variable or a missing env file is an error, never a quiet demo."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     result = subprocess.run(
         [sys.executable, "-m", "triage.cli", "run"],
-        env={**env, "TRIAGE_STATE_DIR": str(tmp_path)}, capture_output=True, timeout=120,
-        cwd=tmp_path,
+        env={**env, "TRIAGE_STATE_DIR": str(tmp_path), "TRIAGE_IMAP_HOTS": "imap.example.com"},
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr.decode()
-    assert "no mailbox configured" in result.stderr.decode()
-    assert "== Suspected phishing" in result.stdout.decode()
+    assert result.returncode != 0
+    assert ("no mailbox configured: set TRIAGE_IMAP_HOST or run `triage init`"
+            in result.stderr)
+    assert "Suspected phishing" not in result.stdout
 
 
 @pytest.mark.skipif(not model_shipped(), reason="no trained model in models/")

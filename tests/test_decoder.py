@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from triage.decoder import MIN_PARALLEL_BATCH, Decoder, ParallelDecoder
+from triage.decoder import MIN_PARALLEL_BATCH, Decoder, ParallelDecoder, reap_stale_worker
 from triage.model import Classifier
 from triage.settings import default_model_dir
 
@@ -54,3 +57,24 @@ def test_a_dead_worker_is_replaced_by_decoding_here(raws: list[bytes], tmp_path:
         assert summary(broken.decode(raws)) == summary(Decoder(classifier).decode(raws))
     finally:
         broken.close()
+
+
+def test_a_worker_left_by_an_earlier_run_is_ended_and_nothing_else(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    stale = context.Process(target=time.sleep, args=(60,), daemon=True)
+    stale.start()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file = tmp_path / "decoder-worker.pid"
+        pid_file.write_text(str(other.pid), encoding="ascii")
+        assert reap_stale_worker(pid_file) is False  # not a worker: the pid was reused
+        assert other.poll() is None
+        pid_file.write_text(str(stale.pid), encoding="ascii")
+        assert reap_stale_worker(pid_file) is True
+        stale.join(timeout=5)
+        assert not stale.is_alive()
+    finally:
+        other.kill()
+        other.wait()
+        if stale.is_alive():
+            stale.kill()

@@ -1,10 +1,14 @@
 """The shipped pipeline on held-out mail whose wording is not in the training corpus.
 
 The set (``models/heldout/``) is hand-written realistic seller mail plus phishing that
-imitates Amazon. Trust must be exact; the classifier's figures only have regression
-floors, well below what it scores today, and are printed for the record
-(``pytest -s tests/test_heldout.py``; ``python models/heldout/evaluate.py`` for the
-full report).
+imitates Amazon, in two parts (the ``set`` column of ``labels.csv``): ``base``, the first
+set, and ``wording``, the kinds of wording real Amazon mail uses (indirect money trouble,
+refusals worded with recovery words, edits versus removals, forwarded copies, ...), written
+apart from it. Trust must be exact on both. The classifier's figures have regression floors
+on the first set only, well below what it scores there, so the floors keep their meaning as
+the second set grows; the second set's figures are printed for the record
+(``pytest -s tests/test_heldout.py``; ``python models/heldout/evaluate.py`` for the full
+report).
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ def test_the_set_covers_every_language_and_phishing(evaluate: ModuleType) -> Non
     assert all((HELDOUT / "mail" / r["file"]).is_file() for r in rows)
 
 
+def test_the_wording_set_covers_every_language_and_kind(evaluate: ModuleType) -> None:
+    rows = [r for r in evaluate.read_labels() if r["set"] == "wording"]
+    langs = {lang: sum(r["lang"] == lang for r in rows) for lang in ("en", "de", "fr", "it", "es")}
+    assert min(langs.values()) >= 20, langs
+    critical = {r["type"] for r in rows if r["severity"] == "critical" and r["kind"] != "phishing"}
+    assert {"account_health", "policy", "claim"} <= critical
+
+
 @pytest.mark.parametrize("role", ["inbox", "junk"])
 def test_every_phishing_mail_is_suspicious_and_never_amazon(
     role: str, inbox: list, junk: list, evaluate: ModuleType
@@ -88,8 +100,15 @@ def test_genuine_amazon_seller_mail_in_junk_is_rescued(junk: list) -> None:
 def test_classification_stays_above_its_floors(
     subset: str, floors: dict[str, float], inbox: list, evaluate: ModuleType
 ) -> None:
-    cases = [c for c in inbox if subset == "all" or c.lang != "en"]
+    cases = [c for c in inbox if c.set == "base" and (subset == "all" or c.lang != "en")]
     scores = evaluate.score(cases)
-    print(f"\nheld-out {subset}: {scores}")
+    print(f"\nheld-out base {subset}: {scores}")
     for name, floor in floors.items():
         assert getattr(scores, name) >= floor, f"{name} {getattr(scores, name):.3f} < {floor}"
+
+
+def test_the_wording_set_is_scored_on_its_own(inbox: list, evaluate: ModuleType) -> None:
+    cases = [c for c in inbox if c.set == "wording"]
+    scores = evaluate.score(cases)
+    print(f"\nheld-out wording: {scores}")  # for the record: no floor until a model meets one
+    assert scores.mails == sum(c.genuine for c in cases) > 0

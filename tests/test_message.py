@@ -6,6 +6,7 @@ import quopri
 from datetime import UTC, datetime
 
 import pytest
+from hostile import CLAIM_ORDER, CORRUPTIONS, claim_mail
 
 from triage.message import Message, html_to_text, parse
 
@@ -416,3 +417,23 @@ def test_links_in_text(body: str, links: tuple[str, ...], hosts: tuple[str, ...]
 def test_text_part_headers(headers: str, text: str) -> None:
     raw = f"From: a@example.com\r\n{headers}\r\n\r\n".replace("\n", "\r\n").encode()
     assert parse(raw.replace(b"\r\r\n", b"\r\n") + b"K\xf6ln\r\n").text == text
+
+
+# --- one stray byte must not hide a notice -----------------------------------------------
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_a_stray_byte_does_not_hide_a_claim(corruption: str) -> None:
+    m = parse(claim_mail(corruption))
+    assert m.error == ""
+    assert m.sender_address == "atoz-guarantee-no-reply@amazon.com"
+    assert m.subject.startswith("A-to-z Guarantee claim filed")
+    assert m.order_ids == (CLAIM_ORDER,)
+    assert "respond within 3 calendar days" in m.text
+    assert m.links == ("https://sellercentral.amazon.com/gp/guarantee-claims/home.html",)
+
+
+def test_control_characters_leave_the_text_readable() -> None:
+    m = parse(claim_mail("ctrl-in-html"))
+    assert "\x1c" not in m.text
+    assert "A-to-z Guarantee claim filed" in m.text

@@ -20,7 +20,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from triage import corpus, lexicon, model, signals, taxonomy, train
 from triage.errors import ModelError, TriageError
 from triage.message import parse
-from triage.settings import PROJECT_ROOT
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGE_NOTICES = Path(__file__).parent / "corpora" / "package-notices"
 
@@ -136,7 +137,7 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 
 def copy_shipped(target: Path) -> Path:
     for name in (model.MODEL_FILE, model.WEIGHTS_FILE, model.METADATA_FILE):
-        shutil.copy(PROJECT_ROOT / "models" / name, target / name)
+        shutil.copy(ROOT / "models" / name, target / name)
     return target
 
 
@@ -190,7 +191,7 @@ def test_shipped_model_gives_the_trainers_own_predictions_on_heldout_mail(
     # scikit-learn's probabilities on models/heldout, recorded when the model was trained;
     # the plain-data loader must give the same without scikit-learn.
     reference = shipped.metadata["reference_predictions"]
-    folder = PROJECT_ROOT / "models" / "heldout" / "mail"
+    folder = ROOT / "models" / "heldout" / "mail"
     files = sorted(f for f in reference if (folder / f).is_file())
     assert len(files) >= 300
     scored = shipped.weights.scores([parse((folder / f).read_bytes()) for f in files])
@@ -376,7 +377,7 @@ def test_renderer_refuses_a_bad_family(
 
 
 def test_shipped_families_all_load() -> None:
-    root = PROJECT_ROOT / "models" / "corpus"
+    root = ROOT / "models" / "corpus"
     if not (root / "families").exists():
         pytest.skip("no corpus beside the package")
     families = corpus.load_families(root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_tags_route_critical_to_the_phone_and_digests_to_email(tmp_path, db, htt
             "Amazon mail: daily digest, Mon 24 Nov",
             "Amazon mail: weekly digest, Mon 24 Nov",
         ]
-        assert "<h2>Critical (1)</h2>" in smtp.inbox[0].body("html")
+        assert ">Critical (1)</h2>" in smtp.inbox[0].body("html")
     finally:
         smtp.stop()
 
@@ -208,6 +209,7 @@ def test_quiet_hours_hold_back_all_but_critical(tmp_path, db, http):
         "alert=" + http.url(),
         rules="notify:\n  quiet_hours: {from: '22:00', to: '07:00'}\n",
     )
+    policy = notifypolicy.policy_from_file(config.rules_path)
     record(
         db,
         claim(order="111-0000001-0000001"),
@@ -215,7 +217,7 @@ def test_quiet_hours_hold_back_all_but_critical(tmp_path, db, http):
         received_at=night,
         now=night,
     )
-    notify.deliver_due(db, config, night)
+    notify.deliver_due(db, config, night, policy=policy)
     record(
         db,
         claim(order="111-0000002-0000002"),
@@ -223,12 +225,14 @@ def test_quiet_hours_hold_back_all_but_critical(tmp_path, db, http):
         received_at=night,
         now=night + timedelta(seconds=1),
     )
-    notify.deliver_due(db, config, night + timedelta(seconds=1))
+    notify.deliver_due(db, config, night + timedelta(seconds=1), policy=policy)
     assert len(http.posts) == 1 and "111-0000002-0000002" in http.titles[0]
-    notify.deliver_due(db, config, night + timedelta(hours=7, minutes=59))
-    assert len(http.posts) == 1
-    notify.deliver_due(db, config, night + timedelta(hours=8))
-    assert len(http.posts) == 2 and "111-0000001-0000001" in http.titles[1]
+    notify.deliver_due(db, config, night + timedelta(hours=7, minutes=59), policy=policy)
+    # The digests reach this alert-only target too (no target takes their tag).
+    alerts = lambda: [t for t in http.titles if "digest" not in t]  # noqa: E731
+    assert len(alerts()) == 1
+    notify.deliver_due(db, config, night + timedelta(hours=8), policy=policy)
+    assert len(alerts()) == 2 and "111-0000001-0000001" in alerts()[1]
 
 
 def test_silence_is_reported_once_per_silence(tmp_path, db, http):
@@ -242,7 +246,8 @@ def test_silence_is_reported_once_per_silence(tmp_path, db, http):
     )
     for hours in (0, 71, 72, 80, 100):
         notify.deliver_due(db, config, NOW + timedelta(hours=hours))
-    assert http.titles == ["No mail from Amazon for 72 hours"]
+    # Digests also reach this alert-only target, no target taking their tag.
+    assert [t for t in http.titles if "digest" not in t] == ["No mail from Amazon for 72 hours"]
     later = NOW + timedelta(hours=101)
     record(
         db,
@@ -252,7 +257,7 @@ def test_silence_is_reported_once_per_silence(tmp_path, db, http):
         now=later,
     )
     notify.deliver_due(db, config, later + timedelta(hours=73))
-    assert len(http.titles) == 2
+    assert len([t for t in http.titles if "digest" not in t]) == 2
 
 
 def test_operator_notes_are_delivered(tmp_path, db, http):
@@ -318,3 +323,139 @@ def test_notify_test_reports_each_target_with_secrets_masked(tmp_path, http):
     assert f"ok      mailto://user:****@127.0.0.1:{smtp.port}" in result.stdout
     assert f"FAILED  json://127.0.0.1:{down.port}/gone" in result.stdout
     assert len(http.posts) == 1 and len(smtp.inbox) == 1
+
+
+# --- nothing dropped for want of a target ------------------------------------------------
+
+
+def buyer(order: str) -> Message:
+    return claim(order=order, subject=f"Inquiry from Amazon customer Jo (Order: {order})",
+                 sender_address="jo@marketplace.amazon.com", links=())
+
+
+def test_readme_tag_example_delivers_every_alert(tmp_path, db, http):
+    # TRIAGE_NOTIFY_URLS="phone+reminder=json://... digest=json://..." and the README's
+    # routes (critical and claim to the phone).
+    config = settings(tmp_path, "phone+reminder=" + http.url("phone"),
+                      "digest=" + http.url("digest"))
+    policy = notifypolicy.NotifyPolicy(routes={"critical": ("phone",), "claim": ("phone",)})
+    record(db, claim(), verdict(), received_at=NOW, now=NOW)
+    notify.deliver_due(db, config, NOW, policy=policy)
+    assert http.paths == ["/phone"]
+    # A buyer message pushed at once carries no tag either target has: it goes to the
+    # default targets (here both, as both are tagged) instead of nowhere.
+    later = NOW + timedelta(minutes=1)
+    record(db, buyer("111-0000003-0000003"), verdict("buyer_message", "high"),
+           received_at=later, now=later)
+    notify.deliver_due(db, config, later, policy=policy)
+    assert sorted(http.paths[1:]) == ["/digest", "/phone"]
+    assert all("111-0000003-0000003" in m for m in http.messages[1:])
+    assert notify.pending(db) == []
+
+
+def test_an_alert_no_tag_takes_is_logged_with_its_tags(tmp_path, db, http, caplog):
+    config = settings(tmp_path, "digest=" + http.url("digest"))
+    record(db, claim(), verdict(), received_at=NOW, now=NOW)
+    notify.deliver_due(db, config, NOW)
+    assert http.paths == ["/digest"]
+    assert "no notification target takes the tags alert, critical, claim" in caplog.text
+
+
+def test_check_rules_warns_about_a_route_to_a_tag_no_target_has(tmp_path, http):
+    (tmp_path / "rules.yaml").write_text("", encoding="utf-8")
+    result = run_cli(tmp_path, "check-rules", str(tmp_path / "own-rules.yaml"),
+                     urls="phone=" + http.url("phone"))
+    assert "cannot read" in result.stdout  # the file named must exist
+    rules_file = tmp_path / "own-rules.yaml"
+    rules_file.write_text("version: 1\nnotify:\n  route:\n    claim: [pager]\n", encoding="utf-8")
+    result = run_cli(tmp_path, "check-rules", str(rules_file), urls="phone=" + http.url("phone"))
+    assert result.returncode == 0
+    assert "warning: notify: route: claim: no notification target has the tag pager" in (
+        result.stdout
+    )
+
+
+def test_digest_now_without_a_target_fails_and_keeps_the_digest(tmp_path, http):
+    db = Database(tmp_path / "triage.db")
+    try:
+        record(db, claim(), verdict(actions=[Action("digest")]), received_at=NOW, now=NOW)
+    finally:
+        db.close()
+    result = run_cli(tmp_path, "digest", "--now")
+    assert result.returncode != 0
+    assert "no notification target" in result.stdout + result.stderr
+    # Nothing was marked sent: the same digest still goes out once a target is set.
+    result = run_cli(tmp_path, "digest", "--now", urls=http.url())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "digest sent to 1 target(s)" in result.stdout
+    assert "111-1234567-1234567" in http.messages[0]
+
+
+# --- recovery ---------------------------------------------------------------------------
+
+
+def test_a_target_that_recovers_gets_its_queue_oldest_first_at_once(tmp_path, db, http):
+    config = settings(tmp_path, http.url())
+    http.status = 500
+    orders = [f"111-000000{i}-000000{i}" for i in range(1, 5)]
+    for minute, order in enumerate(orders):
+        when = NOW + timedelta(minutes=minute)
+        record(db, claim(order=order), verdict(), received_at=when, now=when)
+        notify.deliver_due(db, config, when)
+    # One probe per round while it is down, not one per queued alert.
+    assert len(http.posts) <= len(orders)
+    http.posts.clear()
+    http.status = 200
+    report = notify.deliver_due(db, config, NOW + timedelta(minutes=30))
+    assert report.sent == len(orders)
+    assert [next(o for o in orders if o in t) for t in http.titles] == orders
+    assert notify.pending(db) == []
+
+
+def test_labels_mask_every_kind_of_secret(tmp_path):
+    url = ("json://user:UrlPassw0rd@127.0.0.1:9/hooks/PathT0kenSecret"
+           "?+X-Api-Key=HeaderT0kenSecret")
+    (target,) = notify.load_targets(settings(tmp_path, url))
+    for secret in ("UrlPassw0rd", "PathT0kenSecret", "HeaderT0kenSecret"):
+        assert secret not in target.label
+    assert target.label.startswith("json://user:****@127.0.0.1:9/hooks/****?")
+
+
+def test_an_unreadable_mail_that_presents_as_amazon_is_pushed_and_digested(tmp_path, db, http):
+    from triage.sync import unreadable_verdict
+
+    message = Message(sender_address="atoz-guarantee-no-reply@amazon.com",
+                      sender_domain="amazon.com", subject="A-to-z Guarantee claim filed",
+                      error="unreadable message: broken beyond repair")
+    row = record(db, message, unreadable_verdict(message.error, message), received_at=NOW,
+                 now=NOW)
+    with db.transaction() as conn:  # as the sync records it
+        conn.execute("UPDATE messages SET error = ? WHERE id = ?", (message.error, row))
+    config = settings(tmp_path, http.url())
+    notify.deliver_due(db, config, NOW)
+    assert http.titles == [
+        "Could not read a mail from atoz-guarantee-no-reply@amazon.com: "
+        "check Seller Central (not its links)"
+    ]
+    assert "A-to-z Guarantee claim filed" in http.messages[0]
+    notify.deliver_due(db, config, NOW + timedelta(days=1))  # the daily digest
+    digest = next(m for t, m in zip(http.titles, http.messages, strict=True) if "daily" in t)
+    assert "could not read this mail from atoz-guarantee-no-reply@amazon.com" in digest
+
+
+def test_digest_now_with_a_broken_rules_file_still_sends(tmp_path, http, monkeypatch, capsys):
+    for name in [n for n in os.environ if n.startswith("TRIAGE_")]:
+        monkeypatch.delenv(name)
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text("version: 1\nrules: [\n", encoding="utf-8")
+    monkeypatch.setenv("TRIAGE_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_RULES", str(rules_path))
+    monkeypatch.setenv("TRIAGE_NOTIFY_URLS", http.url())
+    db = Database(tmp_path / "triage.db")
+    try:
+        record(db, claim(), verdict(actions=[Action("digest")]), received_at=NOW, now=NOW)
+    finally:
+        db.close()
+    assert notify.digest_now(preview=False, now=NOW + timedelta(minutes=1)) == 0
+    assert f"{rules_path}:3" in capsys.readouterr().err
+    assert "111-1234567-1234567" in http.messages[0]

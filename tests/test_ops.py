@@ -328,6 +328,19 @@ def test_health_command_follows_the_heartbeat_file(tmp_path: Path) -> None:
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
 
 
+def test_a_live_loop_with_an_open_problem_is_unhealthy(tmp_path: Path) -> None:
+    heartbeat = health.Heartbeat(tmp_path, max_age=60)
+    heartbeat.beat("shop")
+    heartbeat.set_problem("rules", "the last rules.yaml edit was refused: rules.yaml:3: bad")
+    sick = _triage(tmp_path, "health")
+    assert sick.returncode == 1
+    assert "rules.yaml edit was refused: rules.yaml:3: bad" in sick.stdout
+    assert not heartbeat.check().ok
+    heartbeat.set_problem("rules", None)
+    assert _triage(tmp_path, "health").returncode == 0
+    assert heartbeat.check().ok
+
+
 def test_beats_are_written_at_most_every_few_seconds(tmp_path: Path) -> None:
     heartbeat = health.Heartbeat(tmp_path, max_age=60, write_every=5)
     heartbeat.beat("shop", now=1000.0)
@@ -499,3 +512,14 @@ def test_status_as_json(tmp_path: Path) -> None:
 )
 def test_durations_read_like_a_person_would_write_them(seconds: float, shown: str) -> None:
     assert status.duration(seconds) == shown
+
+
+@pytest.mark.parametrize("command", [("status",), ("digest", "--now")])
+def test_a_state_folder_under_a_file_is_a_clear_error(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    result = _triage(tmp_path / "file" / "state", *command)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert str(tmp_path / "file" / "state") in result.stdout + result.stderr

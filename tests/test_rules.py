@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -426,6 +427,75 @@ def test_unreadable_files_are_refused(tmp_path: Path, content: bytes | None, rea
     with pytest.raises(RulesError, match=reason) as refused:
         load_rules(path)
     assert refused.value.path == str(path)
+
+
+# --- hostile files and hostile mail -------------------------------------------------------
+
+ALIAS_BOMB = "version: 1\na0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]\n" for i in range(1, 40)
+)
+HOSTILE = [
+    ("alias bomb", ALIAS_BOMB, 3, "aliases (*name) are not allowed"),
+    (
+        "backreference",
+        "version: 1\nrules:\n  - name: x\n    match: {subject: '/(a)\\1/'}\n    tags: [t]\n",
+        4,
+        "backreferences and lookarounds are not supported",
+    ),
+    (
+        "lookahead",
+        "version: 1\nrules:\n  - name: x\n    match: {body: '/(?=refund)/'}\n    tags: [t]\n",
+        4,
+        "backreferences and lookarounds are not supported",
+    ),
+    (
+        "too many rules",
+        "version: 1\nrules:\n"
+        + "".join(f"  - {{name: r{i}, match: {{subject: s}}, tags: [t]}}\n" for i in range(1001)),
+        1003,
+        "too many rules: 1,001",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE]
+)
+def test_hostile_files_are_refused_at_once(
+    tmp_path: Path, text: str, line: int, reason: str
+) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(RulesError) as refused:
+        load_rules(path)
+    assert time.monotonic() - started < 2
+    assert str(refused.value).startswith(f"{path}:{line}: ")
+    assert reason in refused.value.reason
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("version: 1\nrules:\n")
+        out.write("# padding\n" * 5_000_000)  # 50 MB
+    started = time.monotonic()
+    with pytest.raises(RulesError, match="too large: 50,000,018 bytes"):
+        load_rules(path)
+    assert time.monotonic() - started < 1
+
+
+def test_a_catastrophic_regex_runs_in_linear_time() -> None:
+    rules = parse_rules(
+        "version: 1\nrules:\n  - name: x\n    match: {subject: '/(a+)+$/'}\n"
+        "    severity: critical\n"
+    )
+    hostile = mail(subject="a" * 36 + "!", body="a" * 5000 + "!")
+    started = time.monotonic()
+    decided = rules.apply(hostile, verdict())
+    assert time.monotonic() - started < 1
+    assert decided.severity == "low"  # no match, and no freeze
+    assert rules.apply(mail(subject="aaaa"), verdict(type="claim")).severity == "critical"
 
 
 # --- sections owned by other modules ---------------------------------------------------

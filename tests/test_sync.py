@@ -20,7 +20,7 @@ from triage.mailbox import Fetched, Folder, FolderStatus
 from triage.message import Message
 from triage.settings import ImapSettings
 from triage.state import Database
-from triage.sync import STAGES, Syncer, fingerprint
+from triage.sync import STAGES, Syncer, fingerprint, unreadable_verdict
 from triage.verdict import Action, Verdict
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -301,6 +301,8 @@ def test_dry_run_prints_actions_and_changes_nothing(db: Database) -> None:
     printed: list[str] = []
     syncer(db, box, notifier, dry_run=True, out=printed.append).sync_folder(JUNK)
     assert printed == [
+        # What the seller would hear, then what would be done in the mailbox.
+        "Junk uid 1: buyer_message/high: alert (alex@marketplace.amazon.com: buyer question 1)",
         "Junk uid 1: buyer_message/high: flag",
         "Junk uid 1: buyer_message/high: rescue to INBOX",
     ]
@@ -420,3 +422,33 @@ def test_crash_during_a_backfill_still_gives_exactly_one_summary(db: Database, s
     assert len(notifier.operator) == 1
     assert "7 older messages" in notifier.operator[0]
     assert outbox(db) == 0
+
+
+# -- unreadable is never silent ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "alerted"),
+    [
+        ("atoz-guarantee-no-reply@amazon.com", "A-to-z Guarantee claim filed", True),
+        ("newsletter@example.com", "Our spring sale", False),
+    ],
+)
+def test_an_unreadable_mail_that_presents_as_amazon_is_alerted(
+    sender: str, subject: str, alerted: bool
+) -> None:
+    message = Message(sender_address=sender, sender_domain=sender.partition("@")[2],
+                      subject=subject, error="unreadable message: broken beyond repair")
+    verdict = unreadable_verdict(message.error, message)
+    assert verdict.error
+    assert (verdict.severity == "critical") is alerted
+    assert any(a.kind == "alert" for a in verdict.actions) is alerted
+
+
+def test_header_less_fragments_keep_rows_of_their_own(db: Database) -> None:
+    box, notifier = MemoryMailbox(), OutboxNotifier()
+    for fragment in (b"X-Note: one\n", b"X-Note: two\n", b"\n\nsame text", b"\n\nsame text\n\n."):
+        box.append("INBOX", fragment)
+    report = syncer(db, box, notifier).sync_folder(INBOX)
+    assert report.recorded == 4
+    assert len(rows(db)) == 4

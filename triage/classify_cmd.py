@@ -23,6 +23,7 @@ from triage.message import Message
 from triage.verdict import Verdict
 
 if TYPE_CHECKING:
+    from triage.corrections import Recall
     from triage.pipeline import Pipeline
 
 BATCH = 512
@@ -107,14 +108,23 @@ def build_pipeline(rules_path: str | None) -> Pipeline:
     return pipeline.Pipeline(model.Classifier.load(), loaded, config.trusted_authserv_ids)
 
 
+def seller_corrections() -> Recall | None:
+    """The corrections of the current settings' mailbox (``triage correct``), if any."""
+    from triage import corrections, settings
+
+    config = settings.from_env()
+    return corrections.recall_for(config, corrections.account_for(config))
+
+
 Result = tuple[Source, Message, Verdict]
 
 
 def classify(sources: Iterable[Source], rules_path: str | None) -> Iterator[Result]:
     pipe = build_pipeline(rules_path)
+    recall = seller_corrections()
     for batch in batches(sources):
         parsed = [message_mod.parse(s.raw) for s in batch]
-        verdicts = pipe.decide(parsed, folder="", role="file")
+        verdicts = pipe.decide(parsed, folder="", role="file", corrections=recall)
         yield from zip(batch, parsed, verdicts, strict=True)
 
 

@@ -45,9 +45,8 @@ from typing import Any
 
 import yaml
 
-from triage import taxonomy
+from triage import resources, taxonomy
 from triage.errors import TriageError
-from triage.settings import PROJECT_ROOT
 
 LANGS = ("en", "de", "fr", "it", "es")
 FORMATS = ("html", "text", "both")
@@ -66,7 +65,7 @@ class CorpusError(TriageError):
 
 
 def default_corpus_dir() -> Path:
-    return PROJECT_ROOT / "models" / "corpus"
+    return resources.corpus_dir()
 
 
 @dataclass(frozen=True)

@@ -20,26 +20,32 @@ import logging
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from triage import health, metrics
+from triage import health, metrics, trainfolders
 from triage.decoder import Decoder, build_decoder
 from triage.errors import ConfigError, LoginError, MailboxError, RulesError, TriageError
 from triage.liverules import RulesWatcher
+from triage.notifypolicy import NotifyPolicy
+from triage.oauth import GrantRevoked
 from triage.settings import Settings, default_model_dir, from_env
 from triage.state import Database
 from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer, SyncReport
+from triage.trainfolders import Target
 
 if TYPE_CHECKING:
     from triage.pipeline import Pipeline
+    from triage.rules import Rules
 
 log = logging.getLogger(__name__)
 
 LOGIN_FAILURES_TO_REPORT = 3
+NO_MAILBOX = "no mailbox configured: set TRIAGE_IMAP_HOST or run `triage init`"
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 # SIGTERM must end the process within 10 s (container runtimes kill after that).
@@ -53,15 +59,28 @@ class DaemonMailbox(MailboxLike, Protocol):
     def close(self) -> Any: ...
     def watched(self) -> Sequence[Any]: ...
     def idle(self, folder: str, timeout: float) -> bool: ...
+    def delimiter(self) -> str: ...
+    def ensure_folders(self, names: Sequence[str]) -> list[str]: ...
 
 
-Deliver = Callable[[Database, Settings, datetime], None]
+Deliver = Callable[[Database, Settings, datetime, NotifyPolicy], None]
+
+# A critical alert no target has taken for this long makes the daemon unhealthy.
+CRITICAL_WAIT_LIMIT = timedelta(minutes=10)
 
 
-def _deliver_due(db: Database, settings: Settings, now: datetime) -> None:
+def deliver_due(db: Database, settings: Settings, now: datetime, policy: NotifyPolicy) -> None:
+    """One delivery round with the policy held, then tell health whether a critical
+    alert has waited too long for a target."""
     from triage import notify
 
-    notify.deliver_due(db, settings, now)
+    notify.deliver_due(db, settings, now, policy=policy)
+    waited = notify.oldest_waiting_critical(db.conn, now)
+    if waited is not None and waited > CRITICAL_WAIT_LIMIT:
+        minutes = int(waited.total_seconds() // 60)
+        health.set_problem("alerts", f"a critical alert has waited {minutes} min for a target")
+    else:
+        health.set_problem("alerts", None)
 
 
 @dataclass
@@ -84,15 +103,16 @@ class Daemon:
         mailbox_factory: Callable[[], DaemonMailbox],
         *,
         notifier: Notifier | None = None,
-        deliver: Deliver | None = _deliver_due,
+        deliver: Deliver | None = deliver_due,
         dry_run: bool = False,
         out: Callable[[str], None] = print,
         timing: Timing | None = None,
         hook: Callable[[str], None] | None = None,
         decoder: Decoder | None = None,
+        policy: Callable[[], NotifyPolicy] = NotifyPolicy,
     ) -> None:
         if settings.imap is None:
-            raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+            raise ConfigError(NO_MAILBOX)
         self.settings = settings
         self.imap = settings.imap
         self.db = db
@@ -105,6 +125,8 @@ class Daemon:
         self.timing = timing or Timing()
         self.hook = hook
         self.decoder = decoder
+        # The notify section of the rules now running (swapped whole on a reload).
+        self.policy = policy
         self._stopping = threading.Event()
         # Held while a batch is being synced and committed: stopping waits for it.
         self._busy = threading.Lock()
@@ -136,7 +158,9 @@ class Daemon:
         mailbox = self.mailbox_factory()
         mailbox.connect()
         try:
-            reports = self._syncer(mailbox).sync_all(mailbox.watched())
+            watched = mailbox.watched()
+            self._learn(mailbox, self._prepare(mailbox), watched)
+            reports = self._syncer(mailbox).sync_all(watched)
         finally:
             _close(mailbox)
         self._deliver()
@@ -216,12 +240,14 @@ class Daemon:
                 return
             idle_on = folders[0]
             syncer = self._syncer(mailbox)
+            training = self._prepare(mailbox) if role == "inbox" else []
             seen: dict[str, tuple[int, int]] = {}
             changed: Sequence[FolderLike] = folders
             while not self.stopping:
                 with self._busy:
                     if self.stopping:
                         break
+                    self._learn(mailbox, training, folders)
                     self._sync(syncer, changed)
                     self._deliver()
                 self._alive()
@@ -277,6 +303,21 @@ class Daemon:
             seen[folder.name] = mark
         return changed
 
+    def _prepare(self, mailbox: DaemonMailbox) -> list[Target]:
+        """The training folders, created where missing; none in a dry run."""
+        return [] if self.dry_run else trainfolders.prepare(mailbox)
+
+    def _learn(self, mailbox: DaemonMailbox, training: Sequence[Target],
+               watched: Sequence[Any]) -> None:
+        """Record the corrections the seller made by moving mail into a training folder."""
+        if not training:
+            return
+        junk = next((f.name for f in watched if f.role == "junk"), None)
+        learned = trainfolders.sweep(self.db, mailbox, self.pipeline, self.imap.account,
+                                     training, self.imap.rescue_folder, junk)
+        if learned:
+            log.info("%d correction(s) taken from the training folders", len(learned))
+
     def _syncer(self, mailbox: DaemonMailbox) -> Syncer:
         return Syncer(
             self.db,
@@ -299,7 +340,7 @@ class Daemon:
         if self.deliver is None or self.dry_run:
             return
         try:
-            self.deliver(self.db, self.settings, datetime.now(UTC))
+            self.deliver(self.db, self.settings, datetime.now(UTC), self.policy())
         except TriageError as exc:
             # The outbox keeps what was not sent; the next round retries.
             log.warning("notifications not sent: %s", exc)
@@ -309,10 +350,20 @@ class Daemon:
     def _login_failed(self, exc: LoginError) -> None:
         self._login_failures += 1
         log.error("login refused (%d in a row): %s", self._login_failures, exc)
+        if isinstance(exc, GrantRevoked):
+            if exc.first_report:
+                self.tell_operator(f"triage cannot log in to {self.imap.account}: {exc}")
+            return
         if self._login_failures != LOGIN_FAILURES_TO_REPORT or self.notifier is None:
             return
         text = (f"triage cannot log in to {self.imap.user}@{self.imap.host}: the server "
                 f"refused {self._login_failures} logins in a row ({exc}). Check the password.")
+        self.tell_operator(text)
+
+    def tell_operator(self, text: str) -> None:
+        """A note for the seller about triage itself, sent now if a target is set."""
+        if self.notifier is None:
+            return
         try:
             self.notifier.notify_operator(self.db, text, datetime.now(UTC))
         except TriageError as err:
@@ -377,16 +428,28 @@ def build(
 
     imap = settings.imap
     if imap is None:
-        raise ConfigError("no mailbox configured: set TRIAGE_IMAP_HOST and TRIAGE_IMAP_USER")
+        raise ConfigError(NO_MAILBOX)
+    pipeline = pipeline or build_pipeline(settings)
     return Daemon(
         settings,
         Database(settings.database_path),
-        pipeline or build_pipeline(settings),
+        pipeline,
         lambda: Mailbox(imap),
         notifier=default_notifier(),
         dry_run=dry_run,
         decoder=decoder,
+        policy=running_policy(pipeline),
     )
+
+
+def running_policy(pipeline: Pipeline) -> Callable[[], NotifyPolicy]:
+    """The notify section of the rules the pipeline runs, never the file on disk."""
+
+    def policy() -> NotifyPolicy:
+        held: NotifyPolicy = pipeline.rules.section("notify")
+        return held
+
+    return policy
 
 
 class Supervisor:
@@ -412,7 +475,8 @@ class Supervisor:
 
     def run(self, check_every: float = 2.0) -> None:
         threads = [
-            threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}")
+            threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}",
+                             daemon=True)
             for d in self.daemons
         ]
         for thread in threads:
@@ -421,8 +485,11 @@ class Supervisor:
             self._check_rules()
         for daemon in self.daemons:
             daemon.stop()
+        # One deadline for all: the process must be gone within 10 s of SIGTERM, and the
+        # threads are daemon threads, so whatever still runs then ends with the process.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS + 1
         for thread in threads:
-            thread.join(timeout=STOP_GRACE_SECONDS + 1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _check_rules(self) -> None:
         if self.watcher is None:
@@ -448,31 +515,63 @@ class Supervisor:
         self._stopping.set()
 
 
-def tell_operator_refused(settings: Settings) -> Callable[[RulesError], None]:
+def tell_operator_refused(
+    settings: Settings, policy: Callable[[], NotifyPolicy] = NotifyPolicy
+) -> Callable[[RulesError], None]:
+    """Report a refused edit at once: queue an operator note and send it now, to the
+    targets of the last good policy (the broken file is never read for it)."""
+
     def refused(error: RulesError) -> None:
         from triage import notify
 
+        health.set_problem("rules", f"the last rules.yaml edit was refused: {error}")
+        now = datetime.now(UTC)
         db = Database(settings.database_path)
         try:
             notify.notify_operator(
                 db, f"Your rules.yaml edit was refused; the last good rules keep running. {error}",
-                datetime.now(UTC),
+                now,
             )
+        finally:
+            db.close()
+        # Sent from a thread of its own: a slow target must not hold up the watcher, nor
+        # the SIGTERM it waits for.
+        threading.Thread(target=send_now, args=(policy(),), name="triage-refused",
+                         daemon=True).start()
+
+    def send_now(held: NotifyPolicy) -> None:
+        from triage import notify
+
+        db = Database(settings.database_path)
+        try:
+            notify.deliver_due(db, settings, datetime.now(UTC), policy=held)
+        except TriageError as exc:
+            log.warning("the refused edit is queued for the operator, not yet sent: %s", exc)
         finally:
             db.close()
 
     return refused
 
 
+def rules_accepted(pipeline: Pipeline) -> Callable[[Rules], None]:
+    """New rules take over whole; a refused edit no longer counts against health."""
+
+    def apply(rules: Rules) -> None:
+        pipeline.use_rules(rules)
+        health.set_problem("rules", None)
+
+    return apply
+
+
 def run_command(args: argparse.Namespace) -> int:
     settings = from_env()
     if not settings.accounts:
-        from triage import demo
-
-        log.info("no mailbox configured (TRIAGE_IMAP_HOST): running on the sample mailbox")
-        return demo.run_demo()
+        # Never the demo here: under a supervisor that restarts it, a quiet exit 0 after a
+        # misspelt variable would hide the mistake (``triage demo`` is the demo).
+        raise ConfigError(NO_MAILBOX)
     pipeline = build_pipeline(settings)
-    decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers)
+    decoder = build_decoder(pipeline.classifier, default_model_dir(), settings.decode_workers,
+                            settings.state_dir)
     try:
         return _run(args, settings, pipeline, decoder)
     finally:
@@ -488,7 +587,8 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
         # A dry run changes no state, so looping would print the same lines forever.
         return run_once_all(daemons)
     health.start(settings)
-    watcher = RulesWatcher(settings.rules_path, pipeline.use_rules, tell_operator_refused(settings))
+    watcher = RulesWatcher(settings.rules_path, rules_accepted(pipeline),
+                           tell_operator_refused(settings, running_policy(pipeline)))
     supervisor = Supervisor(daemons, watcher)
     supervisor.install_signal_handlers()
     for account in settings.accounts:
@@ -507,5 +607,7 @@ def run_once_all(daemons: Sequence[Daemon]) -> int:
                 log.info("%s: %s", daemon.imap.account, report.describe())
         except MailboxError as exc:
             log.error("%s: %s", daemon.imap.account, exc)
+            if isinstance(exc, GrantRevoked) and exc.first_report:
+                daemon.tell_operator(f"triage cannot log in to {daemon.imap.account}: {exc}")
             status = 2
     return status

@@ -5,6 +5,11 @@ backfill, a resync) is split: a worker process with its own copy of the model de
 one part while this process decodes the rest, so a two-core machine uses both. The
 seller's rules and the trust check still run here, so a live rules reload reaches every
 message. A worker that dies is replaced by decoding here; nothing is lost.
+
+The worker dies with the daemon: it watches its parent and exits within a second of
+losing it (a ``kill -9`` of the daemon must not leave a worker holding a model's worth
+of memory). Its pid is kept in the state folder, so a worker left over by an older
+daemon is ended when the next one starts.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Below this many messages the round trip to the worker costs more than it saves.
 MIN_PARALLEL_BATCH = 64
+# How often the worker checks that the daemon that started it is still there.
+PARENT_POLL_SECONDS = 1.0
+WORKER_PID_FILE = "decoder-worker.pid"
 # The worker's share of a batch. This process also fetches, applies the rules and
 # commits, yet a larger share (0.6) measured no faster in bench_imap.
 WORKER_SHARE = 0.5
@@ -60,13 +71,18 @@ class ParallelDecoder(Decoder):
     loads the model from ``model_dir`` once.
     """
 
-    def __init__(self, classifier: Predictor, model_dir: Path) -> None:
+    def __init__(
+        self, classifier: Predictor, model_dir: Path, state_dir: Path | None = None
+    ) -> None:
         super().__init__(classifier)
+        pid_file = state_dir / WORKER_PID_FILE if state_dir is not None else None
+        if pid_file is not None:
+            reap_stale_worker(pid_file)
         self.pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
-            initargs=(str(model_dir),),
+            initargs=(str(model_dir), os.getpid(), str(pid_file or "")),
         )
 
     def decode(self, raws: Sequence[bytes]) -> list[Decoded]:
@@ -88,11 +104,31 @@ class ParallelDecoder(Decoder):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def build_decoder(classifier: Predictor, model_dir: Path, workers: int) -> Decoder:
+def build_decoder(
+    classifier: Predictor, model_dir: Path, workers: int, state_dir: Path | None = None
+) -> Decoder:
     """A parallel decoder when a worker is wanted and a second core is there to run it."""
     if workers > 0 and (os.cpu_count() or 1) > 1:
-        return ParallelDecoder(classifier, model_dir)
+        return ParallelDecoder(classifier, model_dir, state_dir)
     return Decoder(classifier)
+
+
+def reap_stale_worker(pid_file: Path) -> bool:
+    """End the worker a previous daemon left behind; True if one was ended."""
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    # Only a multiprocessing child of Python: the pid may have been reused since.
+    if pid == os.getpid() or b"multiprocessing" not in cmdline:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        return False
+    log.info("ended decoding worker %d left by an earlier run", pid)
+    return True
 
 
 # -- in the worker process ------------------------------------------------------------------
@@ -100,11 +136,24 @@ def build_decoder(classifier: Predictor, model_dir: Path, workers: int) -> Decod
 _worker: Decoder | None = None
 
 
-def _start_worker(model_dir: str) -> None:
+def _start_worker(model_dir: str, parent: int, pid_file: str) -> None:
     from triage.model import Classifier
 
     global _worker
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
+    if pid_file:
+        try:
+            Path(pid_file).write_text(str(os.getpid()), encoding="ascii")
+        except OSError as exc:
+            log.warning("cannot record the decoding worker's pid: %s", exc.strerror)
     _worker = Decoder(Classifier.load(Path(model_dir)))
+
+
+def _exit_with(parent: int) -> None:
+    """Exit as soon as the daemon is gone (we are then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)
 
 
 def _decode_in_worker(raws: list[bytes]) -> list[Decoded]:

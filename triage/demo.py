@@ -1,10 +1,9 @@
 """The embedded default: the whole pipeline on a bundled sample mailbox, no server needed.
 
-``triage demo`` (and ``triage run`` when no mailbox is configured) syncs the sample
-INBOX, junk and Sent folders through the real sync engine, model and rules, rescues
-genuine Amazon mail from junk, leaves the phishing where it is, opens the reply
-clocks, and prints the prioritized digest. Its state lives in a temporary folder, so
-the demo never touches a real mailbox's state.
+``triage demo`` syncs the sample INBOX, junk and Sent folders through the real sync
+engine, model and rules, rescues genuine Amazon mail from junk, leaves the phishing
+where it is, opens the reply clocks, and prints the prioritized digest. Its state lives
+in a temporary folder, so the demo never touches a real mailbox's state.
 """
 
 from __future__ import annotations
@@ -126,7 +125,7 @@ def run_demo(out: Callable[[str], None] = print, now: datetime | None = None) ->
 
 
 def _summary(reports: Sequence[sync.SyncReport], box: SampleMailbox) -> str:
-    lines = ["triage demo: no mailbox configured, so this ran on the bundled sample mailbox.", ""]
+    lines = ["triage demo: the whole pipeline on the bundled sample mailbox (no server).", ""]
     lines += [f"  {r.describe()}" for r in reports]
     lines.append(
         f"  after the run: INBOX {len(box.folders['INBOX'])} messages, "

@@ -9,21 +9,53 @@ links or markup. Links are only ever Seller Central links on Amazon's domains.
 
 from __future__ import annotations
 
-import argparse
-import html
 import json
-import re
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
-from urllib.parse import quote, urlsplit
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from triage.replyclock import Clock, ReplyRate, open_clocks, reply_rate
+from triage import performance, sellercentral
+from triage.document import (
+    SEVERITY_LABELS,
+    Bar,
+    Card,
+    Chart,
+    Document,
+    Group,
+    Inline,
+    Link,
+    Section,
+    Strip,
+    clean,
+    escape_markdown,
+    render,
+    safe_url,
+    split_body,
+    summarise_for_chat,
+)
+from triage.errors import ConfigError
+from triage.replyclock import Clock, ReplyRate, daily_rates, open_clocks, reply_rate
 from triage.state import register_schema
-from triage.taxonomy import SEVERITIES, TYPES, is_amazon_domain, severity_rank
+from triage.taxonomy import SEVERITIES, TYPES, severity_rank
 from triage.verdict import POSSIBLY_CRITICAL
+
+__all__ = [
+    "Document",
+    "Group",
+    "Inline",
+    "Link",
+    "Section",
+    "clean",
+    "escape_markdown",
+    "render",
+    "safe_url",
+    "split_body",
+    "summarise_for_chat",
+]
 
 TYPE_LABELS: dict[str, str] = {
     "buyer_message": "Buyer messages",
@@ -39,12 +71,24 @@ TYPE_LABELS: dict[str, str] = {
     "marketing": "Amazon news and offers",
     "other": "Other mail",
 }
-SEVERITY_LABELS = {"critical": "Critical", "high": "High", "normal": "Normal", "low": "Low"}
-MAX_SUBJECT = 160
-WHITESPACE = re.compile(r"\s+")
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# CommonMark lets any ASCII punctuation be escaped with a backslash.
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# What one mail of each type is, for a card's headline.
+WHAT: dict[str, str] = {
+    "buyer_message": "Buyer message",
+    "order": "Order notice",
+    "return": "Return or refund",
+    "claim": "Claim",
+    "feedback": "Feedback",
+    "account_health": "Account health",
+    "policy": "Policy warning",
+    "message_blocked": "Your message was not delivered",
+    "payment": "Payment",
+    "inventory": "Inventory",
+    "marketing": "Amazon news",
+    "other": "Mail",
+}
+# Amazon's bar for answering buyer messages within 24 hours.
+REPLY_TARGET = 0.90
+CARD_LEVELS = ("critical", "high")
 
 # When each digest schedule last ran and up to when it covered the mail.
 SCHEMA = """
@@ -65,7 +109,8 @@ class DigestSchedule:
     """One digest of rules.yaml's ``notify: digests:`` list.
 
     ``every`` sends on an interval (``every: 1h``); ``at`` sends daily at a local time
-    (``at: "08:00"``), and with ``weekday`` weekly (``weekday: monday``).
+    (``at: "08:00"``), with ``weekday`` weekly (``weekday: monday``), and with
+    ``monthday`` monthly (``monthday: 1``; a day past the month's end means its last day).
     """
 
     name: str
@@ -75,6 +120,11 @@ class DigestSchedule:
     at: time | None = None
     weekday: int | None = None
     max_items: int = 25
+    monthday: int | None = None
+
+    def rolling(self) -> bool:
+        """Daily or more often: what ``triage digest --now`` sums up."""
+        return self.weekday is None and self.monthday is None
 
     def next_after(self, last: datetime, tz: ZoneInfo) -> datetime:
         """The first send time strictly after ``last``."""
@@ -85,9 +135,15 @@ class DigestSchedule:
         while True:
             candidate = datetime.combine(day, at, tzinfo=tz)
             weekday_ok = self.weekday is None or candidate.weekday() == self.weekday
-            if candidate > last and weekday_ok:
+            if candidate > last and weekday_ok and self._monthday_ok(day):
                 return candidate
             day += timedelta(days=1)
+
+    def _monthday_ok(self, day: date) -> bool:
+        if self.monthday is None:
+            return True
+        last = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        return day.day == min(self.monthday, last.day)
 
 
 def due_schedules(
@@ -151,6 +207,8 @@ class Entry:
     rescued: bool
     # The seller has answered this buyer message: its deadline no longer applies.
     answered: bool = False
+    # The mail could not be read: only its sender and subject are known.
+    unreadable: bool = False
     possibly_critical: bool = False  # the model was unsure it is critical (a verdict tag)
 
     def sort_key(self) -> tuple[int, datetime, datetime]:
@@ -170,6 +228,10 @@ class Digest:
     rescued: list[Entry] = field(default_factory=list)
     open_clocks: list[Clock] = field(default_factory=list)
     rates: list[ReplyRate] = field(default_factory=list)
+    daily: list[tuple[date, ReplyRate]] = field(default_factory=list)
+    metrics: list[performance.Series] = field(default_factory=list)
+    # What each account-health mail of the digest stated, by its row.
+    stated: dict[int, list[performance.Reading]] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
         return not (self.entries or self.phishing or self.rescued)
@@ -182,8 +244,10 @@ def build_digest(
     since: datetime | None,
     until: datetime,
     severities: Iterable[str] = SEVERITIES,
+    tz: ZoneInfo | None = None,
 ) -> Digest:
-    """Collect the mail recorded in (since, until], plus open clocks and reply rates."""
+    """Collect the mail recorded in (since, until], plus open clocks, reply rates and the
+    account-health metrics Amazon reported."""
     wanted = set(severities)
     digest = Digest(title=title, since=since, until=until)
     for entry in _entries(conn, since, until):
@@ -197,6 +261,11 @@ def build_digest(
     digest.entries.sort(key=Entry.sort_key)
     digest.open_clocks = open_clocks(conn)
     digest.rates = [reply_rate(conn, until, 7), reply_rate(conn, until, 30)]
+    digest.daily = daily_rates(conn, until, 7, tz or ZoneInfo("UTC"))
+    digest.metrics = performance.history(conn, until)
+    digest.stated = performance.stated_in(
+        conn, [e.row_id for e in digest.entries if e.type == "account_health"]
+    )
     return digest
 
 
@@ -204,7 +273,10 @@ def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) 
     rows = conn.execute(
         "SELECT m.*, c.answered_at FROM messages m "
         "LEFT JOIN reply_clocks c ON c.message_row = m.id "
-        "WHERE m.error IS NULL ORDER BY m.received_at, m.id"
+        # Unreadable mail is shown ("could not read"), except spam-folder garbage that
+        # does not even present as Amazon.
+        "WHERE m.error IS NULL OR m.folder_role != 'junk' OR m.severity = 'critical' "
+        "ORDER BY m.received_at, m.id"
     ).fetchall()
     entries = []
     for row in rows:
@@ -233,191 +305,9 @@ def entry_from_row(row: sqlite3.Row) -> Entry:
         rescued=bool(row["rescued"]),
         # sqlite3.Row's `in` looks at values, so the column names are asked for.
         answered="answered_at" in row.keys() and row["answered_at"] is not None,  # noqa: SIM118
+        unreadable="error" in row.keys() and bool(row["error"]),  # noqa: SIM118
         possibly_critical=POSSIBLY_CRITICAL in json.loads(row["tags"] or "[]"),
     )
-
-
-# --- the document model and its three renderings ----------------------------------------
-
-
-@dataclass(frozen=True)
-class Link:
-    """A link to show; only Seller Central links on Amazon's domains are ever rendered."""
-
-    label: str
-    url: str
-
-
-Inline = str | Link
-
-
-@dataclass(frozen=True)
-class Group:
-    """A run of items under a small heading (a type within a severity level)."""
-
-    heading: str
-    items: list[tuple[Inline, ...]]
-    more: int = 0
-
-
-@dataclass(frozen=True)
-class Section:
-    anchor: str
-    heading: str
-    groups: list[Group] = field(default_factory=list)
-    notes: list[tuple[Inline, ...]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Document:
-    title: str
-    intro: tuple[Inline, ...]
-    sections: list[Section]
-
-
-def clean(text: str, limit: int = MAX_SUBJECT) -> str:
-    """Mail text on one line: no control characters, no line breaks, bounded length."""
-    # Runs of white space become one space; a leading or trailing one is kept, since
-    # inline parts are joined as they are.
-    flat = WHITESPACE.sub(" ", CONTROL.sub(" ", text))
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def escape_markdown(text: str) -> str:
-    return MARKDOWN_SPECIAL.sub(r"\\\1", clean(text, 10_000))
-
-
-def safe_url(url: str) -> str | None:
-    """The URL if it is an https link to an Amazon domain, else None."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return None
-    if parts.scheme != "https" or not is_amazon_domain(parts.hostname or ""):
-        return None
-    return url.strip()
-
-
-def render_text(doc: Document) -> str:
-    lines = [clean(doc.title, 500).strip(), _inline_text(doc.intro), ""]
-    for section in doc.sections:
-        lines.append(f"== {section.heading} ==")
-        lines.extend(_inline_text(note) for note in section.notes)
-        for group in section.groups:
-            if group.heading:
-                lines.append(f"{group.heading}:")
-            lines.extend(f"- {_inline_text(item)}" for item in group.items)
-            if group.more:
-                lines.append(f"- and {group.more} more")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_markdown(doc: Document) -> str:
-    lines = [f"# {escape_markdown(doc.title)}", "", _inline_markdown(doc.intro), ""]
-    for section in doc.sections:
-        lines += [f"## {escape_markdown(section.heading)}", ""]
-        lines.extend(_inline_markdown(note) + "  " for note in section.notes)
-        for group in section.groups:
-            if group.heading:
-                lines.append(f"**{escape_markdown(group.heading)}**")
-            lines.extend(f"- {_inline_markdown(item)}" for item in group.items)
-            if group.more:
-                lines.append(f"- and {group.more} more")
-            lines.append("")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_html(doc: Document) -> str:
-    out = [
-        "<!DOCTYPE html>",
-        '<html><head><meta charset="utf-8">',
-        f"<title>{html.escape(clean(doc.title, 500).strip())}</title></head>",
-        '<body style="font-family: sans-serif">',
-        f"<h1>{html.escape(clean(doc.title, 500).strip())}</h1>",
-        f"<p>{_inline_html(doc.intro)}</p>",
-    ]
-    for section in doc.sections:
-        out.append(f'<section id="{html.escape(section.anchor)}">')
-        out.append(f"<h2>{html.escape(section.heading)}</h2>")
-        out.extend(f"<p>{_inline_html(note)}</p>" for note in section.notes)
-        for group in section.groups:
-            if group.heading:
-                out.append(f"<h3>{html.escape(group.heading)}</h3>")
-            out.append("<ul>")
-            out.extend(f"<li>{_inline_html(item)}</li>" for item in group.items)
-            if group.more:
-                out.append(f"<li>and {group.more} more</li>")
-            out.append("</ul>")
-        out.append("</section>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
-
-
-RENDERERS = {"text": render_text, "markdown": render_markdown, "html": render_html}
-
-
-def render(doc: Document, body_format: str) -> str:
-    return RENDERERS[body_format](doc)
-
-
-def _inline_text(parts: tuple[Inline, ...]) -> str:
-    return "".join(_one_text(p) for p in parts)
-
-
-def _one_text(part: Inline) -> str:
-    if isinstance(part, Link):
-        url = safe_url(part.url)
-        return f"{clean(part.label)}: {url}" if url else clean(part.label)
-    return clean(part, 10_000)
-
-
-def _inline_markdown(parts: tuple[Inline, ...]) -> str:
-    return "".join(_one_markdown(p) for p in parts)
-
-
-def _one_markdown(part: Inline) -> str:
-    if isinstance(part, Link):
-        url = safe_url(part.url)
-        label = escape_markdown(part.label)
-        # Percent-encoding keeps a ")" or space in the URL from ending the link early.
-        return f"[{label}]({quote(url, safe=':/?&=%#@~,;+')})" if url else label
-    return escape_markdown(part)
-
-
-def _inline_html(parts: tuple[Inline, ...]) -> str:
-    return "".join(_one_html(p) for p in parts)
-
-
-def _one_html(part: Inline) -> str:
-    if isinstance(part, Link):
-        url = safe_url(part.url)
-        label = html.escape(clean(part.label))
-        return f'<a href="{html.escape(url, quote=True)}">{label}</a>' if url else label
-    return html.escape(clean(part, 10_000))
-
-
-def split_body(body: str, limit: int) -> list[str]:
-    """Cut a long body into parts of at most ``limit`` characters, at line boundaries."""
-    if len(body) <= limit:
-        return [body]
-    parts: list[str] = []
-    current = ""
-    for line in body.splitlines(keepends=True):
-        while len(line) > limit:  # a single overlong line is cut where it must be
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(line[:limit])
-            line = line[limit:]
-        if len(current) + len(line) > limit:
-            parts.append(current)
-            current = ""
-        current += line
-    if current:
-        parts.append(current)
-    return parts
 
 
 # --- wording -------------------------------------------------------------------------
@@ -453,10 +343,19 @@ def deadline_phrase(deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
     return f"respond by {day(deadline, tz)} ({span(deadline - now)})"
 
 
+def due_phrase(deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
+    """``respond by Thu 27 Nov · 3 days left`` or ``response overdue since Thu 27 Nov``."""
+    if deadline <= now:
+        return deadline_phrase(deadline, now, tz)
+    return f"respond by {day(deadline, tz)} · {span(deadline - now)} left"
+
+
 def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     parts: list[Inline] = [when(entry.received_at, tz), " · "]
     if entry.order_id:
         parts.append(f"order {entry.order_id} · ")
+    if entry.unreadable:
+        parts.append(f"could not read this mail from {entry.sender or 'an unknown sender'}: ")
     parts.append(entry.subject or "(no subject)")
     if entry.possibly_critical and entry.severity != "critical":
         parts.append(" · possibly critical")
@@ -469,42 +368,181 @@ def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     return tuple(parts)
 
 
+@dataclass(frozen=True)
+class Thread:
+    """Mail about one order (or one mail alone): ``lead`` is the most urgent of it."""
+
+    lead: Entry
+    entries: tuple[Entry, ...]
+
+
+def threads_of(entries: Sequence[Entry]) -> list[Thread]:
+    """Mail about the same order grouped into one thread, most urgent thread first.
+
+    A buyer's message, the claim, the return and the refund of one order then read as
+    one story, in the order it happened, under its most urgent mail.
+    """
+    by_order: dict[str, list[Entry]] = {}
+    threads: list[Thread] = []
+    for entry in entries:
+        if entry.order_id:
+            by_order.setdefault(entry.order_id, []).append(entry)
+        else:
+            threads.append(Thread(entry, (entry,)))
+    for group in by_order.values():
+        story = tuple(sorted(group, key=lambda e: (e.received_at, e.row_id)))
+        threads.append(Thread(min(group, key=Entry.sort_key), story))
+    # Within a level, what is already answered goes after what still waits for the seller.
+    return sorted(
+        threads,
+        key=lambda t: (severity_rank(t.lead.severity), t.lead.answered, t.lead.sort_key()),
+    )
+
+
+def headline(entry: Entry, size: int = 1) -> str:
+    """What happened, in a few words: ``A-to-z claim on order 111-...``."""
+    name = WHAT[entry.type]
+    if entry.type == "claim":
+        lowered = entry.subject.lower()
+        name = (
+            "Chargeback"
+            if "chargeback" in lowered
+            else "A-to-z claim" if "a-to-z" in lowered else "Claim"
+        )
+    on_order = f" on order {entry.order_id}" if entry.order_id else ""
+    more = f" ({size} mails)" if size > 1 else ""
+    return f"{name}{on_order}{more}"
+
+
+def button_for(entry: Entry) -> Link | None:
+    """The Seller Central page for a mail; never one for suspected phishing."""
+    if entry.suspicious:
+        return None
+    found = sellercentral.load().button(entry.type, entry.sender, entry.link, entry.order_id)
+    return Link(*found) if found else None
+
+
+def card_for(
+    thread: Thread,
+    now: datetime,
+    tz: ZoneInfo,
+    stated: dict[int, list[performance.Reading]] | None = None,
+) -> Card:
+    lead = thread.lead
+    # Past-target metrics first: they are why the mail matters.
+    readings = sorted((stated or {}).get(lead.row_id, []), key=lambda r: not r.breaches())
+    deadline, overdue = "", False
+    if lead.answered:
+        deadline = "answered"
+    elif lead.deadline is not None:
+        overdue = lead.deadline <= now
+        deadline = due_phrase(lead.deadline, now, tz)
+    story: tuple[str, ...] = ()
+    if len(thread.entries) > 1:
+        story = tuple(
+            f"{when(e.received_at, tz)} · {WHAT[e.type]} · {e.subject or '(no subject)'}"
+            for e in thread.entries
+        )
+    subject = lead.subject
+    if lead.unreadable:
+        # Never silent: the seller sees who sent it even when nothing else could be read.
+        sender = lead.sender or "an unknown sender"
+        subject = f"could not read this mail from {sender}: {subject or '(no subject)'}"
+    if lead.possibly_critical and lead.severity != "critical":
+        subject = f"possibly critical: {subject or '(no subject)'}"
+    return Card(
+        severity=lead.severity,
+        headline=headline(lead, len(thread.entries)),
+        subject=subject,
+        received=f"received {when(lead.received_at, tz)}",
+        deadline=deadline,
+        overdue=overdue,
+        button=button_for(lead),
+        story=story,
+        facts=tuple(r.describe() for r in readings),
+    )
+
+
 def to_document(digest: Digest, tz: ZoneInfo, max_items: int = 25) -> Document:
-    """Lay a digest out: levels most urgent first, then rescued, phishing, clocks, rates."""
+    """Lay a digest out: the strip, levels most urgent first, rescued, phishing, clocks,
+    reply rate, account health, and the period in bars."""
     since = f"since {when(digest.since, tz)}" if digest.since else "since triage started"
-    counts = ", ".join(
-        f"{n} {s}" for s in SEVERITIES if (n := sum(e.severity == s for e in digest.entries))
-    )
-    intro: tuple[Inline, ...] = (
-        f"{len(digest.entries)} messages {since}" + (f": {counts}" if counts else ""),
-    )
+    intro: tuple[Inline, ...] = (f"{len(digest.entries)} messages {since}",)
+    threads = threads_of(digest.entries)
     sections = [
-        _level_section(digest, level, tz, max_items)
+        _level_section(digest, [t for t in threads if t.lead.severity == level], tz, max_items)
         for level in SEVERITIES
-        if any(e.severity == level for e in digest.entries)
+        if any(t.lead.severity == level for t in threads)
     ]
     if digest.rescued:
         sections.append(_rescued_section(digest, tz, max_items))
     if digest.phishing:
         sections.append(_phishing_section(digest, tz, max_items))
     sections.append(_clocks_section(digest, tz, max_items))
-    sections.append(
-        Section(
-            "reply-rate",
-            "Reply rate within 24 hours",
-            notes=[(rate.describe(),) for rate in digest.rates],
-        )
-    )
-    return Document(digest.title, intro, sections)
+    sections.append(_reply_rate_section(digest, tz))
+    if digest.metrics:
+        sections.append(_health_section(digest.metrics, tz))
+    if digest.entries:
+        sections.append(_period_section(digest))
+    return Document(digest.title, intro, sections, _strip(digest, threads, tz))
 
 
-def _level_section(digest: Digest, level: str, tz: ZoneInfo, max_items: int) -> Section:
-    entries = [e for e in digest.entries if e.severity == level]
-    # Types appear in the order of their most urgent entry (entries are sorted already).
-    types = list(dict.fromkeys(e.type for e in entries))
+def _strip(digest: Digest, threads: Sequence[Thread], tz: ZoneInfo) -> Strip:
+    counts = Counter(e.severity for e in digest.entries)
+    strip_counts = tuple((level, counts[level]) for level in SEVERITIES)
+    first = _first_thing(digest, threads, tz)
+    if first is None:
+        return Strip(strip_counts, ("Nothing needs you now.",))
+    return Strip(strip_counts, first[0], first[1])
+
+
+def _first_thing(
+    digest: Digest, threads: Sequence[Thread], tz: ZoneInfo
+) -> tuple[tuple[Inline, ...], Link | None] | None:
+    """A critical mail first; then the buyer waiting longest; then a high mail."""
+    urgent = [t for t in threads if not t.lead.answered]
+    critical = [t for t in urgent if t.lead.severity == "critical"]
+    if critical:
+        return _first_of(critical[0].lead, digest.until, tz)
+    if digest.open_clocks:
+        clock = digest.open_clocks[0]
+        left = clock.left(digest.until)
+        state = f"{span(left)} left" if left > timedelta(0) else f"overdue by {span(-left)}"
+        who = clock.buyer_name or "a buyer"
+        order = f" about order {clock.order_id}" if clock.order_id else ""
+        host = sellercentral.load()
+        found = host.button("buyer_message", "", "", clock.order_id)
+        return (f"Answer {who}{order} ({state}).",), Link(*found) if found else None
+    high = [t for t in urgent if t.lead.severity == "high"]
+    if high:
+        return _first_of(high[0].lead, digest.until, tz)
+    return None
+
+
+def _first_of(
+    entry: Entry, now: datetime, tz: ZoneInfo
+) -> tuple[tuple[Inline, ...], Link | None]:
+    text = headline(entry)
+    if entry.deadline is not None:
+        text += f": {due_phrase(entry.deadline, now, tz)}"
+    return (text,), button_for(entry)
+
+
+def _level_section(
+    digest: Digest, threads: Sequence[Thread], tz: ZoneInfo, max_items: int
+) -> Section:
+    level = threads[0].lead.severity
+    heading = f"{SEVERITY_LABELS[level]} ({len(threads)})"
+    if level in CARD_LEVELS:
+        cards = [card_for(t, digest.until, tz, digest.stated) for t in threads]
+        more = len(cards) - max_items
+        notes: list[tuple[Inline, ...]] = [(f"and {more} more",)] if more > 0 else []
+        return Section(level, heading, cards=cards[:max_items], notes=notes)
+    # Types appear in the order of their most urgent entry (threads are sorted already).
+    types = list(dict.fromkeys(t.lead.type for t in threads))
     groups = []
     for kind in types:
-        items = [entry_item(e, digest.until, tz) for e in entries if e.type == kind]
+        items = [_thread_item(t, digest.until, tz) for t in threads if t.lead.type == kind]
         groups.append(
             Group(
                 f"{TYPE_LABELS[kind]} ({len(items)})",
@@ -512,7 +550,15 @@ def _level_section(digest: Digest, level: str, tz: ZoneInfo, max_items: int) -> 
                 more=max(0, len(items) - max_items),
             )
         )
-    return Section(level, f"{SEVERITY_LABELS[level]} ({len(entries)})", groups)
+    return Section(level, heading, groups)
+
+
+def _thread_item(thread: Thread, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
+    item = entry_item(thread.lead, now, tz)
+    if len(thread.entries) == 1:
+        return item
+    story = " → ".join(f"{day(e.received_at, tz)} {WHAT[e.type].lower()}" for e in thread.entries)
+    return (*item, f" · {story}")
 
 
 def _rescued_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
@@ -522,10 +568,12 @@ def _rescued_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
         f"Rescued from spam ({len(items)})",
         [Group("", items[:max_items], more=max(0, len(items) - max_items))],
         notes=[("Genuine Amazon mail found in the spam folder and moved back to the inbox.",)],
+        tone="rescued",
     )
 
 
 def _phishing_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
+    # Never a link or a button: the text of these mails is shown, nothing of them is followed.
     items: list[tuple[Inline, ...]] = [
         (
             when(e.received_at, tz),
@@ -546,6 +594,7 @@ def _phishing_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
                 "or sign in from them. They were left where they are.",
             )
         ],
+        tone="phishing",
     )
 
 
@@ -558,21 +607,110 @@ def _clocks_section(digest: Digest, tz: ZoneInfo, max_items: int) -> Section:
         order = f" · order {clock.order_id}" if clock.order_id else ""
         items.append((f"{state} · {who}{order} · ", clock.subject or "(no subject)"))
     notes: list[tuple[Inline, ...]] = (
-        [] if items else [("No buyer message is waiting for an answer.",)]
+        [
+            (
+                "Nothing to answer? Set the keyword $NoResponseNeeded on the message in your "
+                "mail client, or run: triage reply-clock no-response ORDER-ID",
+            )
+        ]
+        if items
+        else [("No buyer message is waiting for an answer.",)]
     )
     groups = [Group("", items[:max_items], more=max(0, len(items) - max_items))] if items else []
     return Section("open-buyer-messages", f"Open buyer messages ({len(items)})", groups, notes)
+
+
+def _reply_rate_section(digest: Digest, tz: ZoneInfo) -> Section:
+    bars = []
+    for when_, rate in digest.daily:
+        if rate.percent is None:
+            bars.append(Bar(when_.strftime("%a %d %b"), 0.0, "none due"))
+            continue
+        tone = "ok" if rate.percent >= REPLY_TARGET * 100 else "bad"
+        text = f"{rate.percent:.0f}% ({rate.in_time}/{rate.needing})"
+        bars.append(Bar(when_.strftime("%a %d %b"), rate.percent / 100, text, tone))
+    charts = []
+    if bars:
+        charts.append(
+            Chart(
+                "Answered within 24 hours, per day",
+                tuple(bars),
+                target=REPLY_TARGET,
+                target_label="Amazon's 90%",
+                note="Messages marked “no response needed” count as not needing a reply.",
+            )
+        )
+    return Section(
+        "reply-rate",
+        "Reply rate within 24 hours",
+        notes=[(rate.describe(),) for rate in digest.rates],
+        charts=charts,
+    )
+
+
+def _health_section(series: Sequence[performance.Series], tz: ZoneInfo) -> Section:
+    charts = [_metric_chart(s, tz) for s in series]
+    breached = [s.metric.label for s in series if s.latest.breaches()]
+    note = (
+        f"Missing Amazon's target: {', '.join(breached)}."
+        if breached
+        else "Every metric Amazon reported is within its target."
+    )
+    return Section("account-health", "Account health metrics", notes=[(note,)], charts=charts)
+
+
+def _metric_chart(series: performance.Series, tz: ZoneInfo) -> Chart:
+    metric = series.metric
+    scale = metric.scale(r.value for r in series.readings)
+    bars = tuple(
+        Bar(
+            day(r.stated_at, tz),
+            r.value / scale,
+            metric.format(r.value),
+            "bad" if r.breaches() else "ok",
+        )
+        for r in series.readings
+    )
+    return Chart(
+        f"{metric.label} · {series.account}" if series.show_account else metric.label,
+        bars,
+        target=series.latest.target / scale,
+        target_label=f"target {metric.comparison()} {metric.format(series.latest.target)}",
+        note=series.trend(),
+    )
+
+
+def _period_section(digest: Digest) -> Section:
+    by_type = Counter(e.type for e in digest.entries)
+    top = max(by_type.values())
+    type_bars = tuple(
+        Bar(
+            TYPE_LABELS[kind],
+            n / top,
+            str(n),
+            min((e.severity for e in digest.entries if e.type == kind), key=severity_rank),
+        )
+        for kind, n in sorted(by_type.items(), key=lambda kv: (-kv[1], TYPES.index(kv[0])))
+    )
+    by_level = Counter(e.severity for e in digest.entries)
+    level_top = max(by_level.values())
+    level_bars = tuple(
+        Bar(SEVERITY_LABELS[level], by_level[level] / level_top, str(by_level[level]), level)
+        for level in SEVERITIES
+    )
+    return Section(
+        "period",
+        "This period at a glance",
+        charts=[Chart("Mail by type", type_bars), Chart("Mail by severity", level_bars)],
+    )
 
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-# --- the command ---------------------------------------------------------------------
-
-
-def digest_command(args: argparse.Namespace) -> int:
-    """``triage digest --now`` sends the pending digest; ``--preview`` prints it."""
-    from triage import notify
-
-    return notify.digest_now(preview=bool(args.preview))
+def write_html(doc: Document, path: str) -> None:
+    try:
+        Path(path).write_text(render(doc, "html"), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--html: cannot write {path}: {exc.strerror}") from exc

@@ -41,3 +41,7 @@ class LoginError(MailboxError):
 
 class NotifyError(TriageError):
     """A notification target could not be reached or refused the message."""
+
+
+class StateError(TriageError):
+    """The state folder or its database cannot be opened (a path under a file, no rights)."""

@@ -2,7 +2,10 @@
 
 The daemon loop calls :func:`beat` whenever it completes a pass (a sync or an IDLE
 refresh). The daemon counts as healthy while every account's last beat is younger
-than ``max_age`` (three IDLE refresh intervals by default).
+than ``max_age`` (three IDLE refresh intervals by default) and no problem is
+reported through :func:`set_problem`: a critical alert that has waited too long for
+a target, or a rules.yaml edit that was refused and not yet replaced. A loop that
+turns is not enough: the seller must also be hearing what matters.
 
 Two ways to ask:
 
@@ -52,6 +55,7 @@ class Health:
     reason: str
     ages: Mapping[str, float] = field(default_factory=dict)
     max_age: float = 0.0
+    problems: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,19 +63,29 @@ class Health:
             "reason": self.reason,
             "max_age_seconds": self.max_age,
             "accounts": {name: round(age, 1) for name, age in self.ages.items()},
+            "problems": dict(self.problems),
         }
 
 
-def judge(beats: Mapping[str, float], max_age: float, now: float) -> Health:
-    """Healthy when there is a beat and none is older than ``max_age``."""
+def judge(
+    beats: Mapping[str, float],
+    max_age: float,
+    now: float,
+    problems: Mapping[str, str] | None = None,
+) -> Health:
+    """Healthy when there is a beat, none is older than ``max_age`` and no problem is open."""
+    problems = dict(problems or {})
     ages = {account: max(0.0, now - when) for account, when in beats.items()}
     if not ages:
-        return Health(False, "no heartbeat yet", ages, max_age)
+        return Health(False, "no heartbeat yet", ages, max_age, problems)
     stale = sorted(account for account, age in ages.items() if age > max_age)
     if stale:
         oldest = max(ages[account] for account in stale)
         reason = f"no heartbeat for {oldest:.0f}s from {', '.join(stale)} (limit {max_age:.0f}s)"
-        return Health(False, reason, ages, max_age)
+        return Health(False, reason, ages, max_age, problems)
+    if problems:
+        return Health(False, "; ".join(problems[k] for k in sorted(problems)), ages, max_age,
+                      problems)
     return Health(True, "alive", ages, max_age)
 
 
@@ -88,6 +102,7 @@ class Heartbeat:
         self.max_age = max_age
         self.write_every = write_every
         self._beats: dict[str, float] = {}
+        self._problems: dict[str, str] = {}
         self._written_at: float | None = None
         self._lock = threading.Lock()
 
@@ -102,16 +117,33 @@ class Heartbeat:
         if due:
             self._write(beats, now)
 
+    def set_problem(self, name: str, reason: str | None, now: float | None = None) -> None:
+        """Open (``reason``) or close (None) a problem; written out at once if it changed."""
+        now = time.time() if now is None else now
+        with self._lock:
+            before = self._problems.get(name)
+            if reason is None:
+                self._problems.pop(name, None)
+            else:
+                self._problems[name] = mask(reason)
+            changed = before != self._problems.get(name)
+            beats = dict(self._beats)
+        if changed:
+            self._write(beats, now)
+
     def check(self, now: float | None = None) -> Health:
         with self._lock:
             beats = dict(self._beats)
-        return judge(beats, self.max_age, time.time() if now is None else now)
+            problems = dict(self._problems)
+        return judge(beats, self.max_age, time.time() if now is None else now, problems)
 
     def _write(self, beats: Mapping[str, float], now: float) -> None:
         if self.path is None:
             return
+        with self._lock:
+            problems = dict(self._problems)
         content = {"pid": os.getpid(), "written_at": now, "max_age": self.max_age,
-                   "accounts": beats}
+                   "accounts": beats, "problems": problems}
         tmp = self.path.with_name(f".{HEARTBEAT_FILE}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,11 +161,12 @@ def read_heartbeat_file(path: Path, now: float | None = None) -> Health:
         content = json.loads(path.read_text(encoding="utf-8"))
         beats = {str(k): float(v) for k, v in content["accounts"].items()}
         max_age = float(content["max_age"])
+        problems = {str(k): str(v) for k, v in content.get("problems", {}).items()}
     except FileNotFoundError:
         return Health(False, f"no heartbeat file at {path}: is the daemon running?")
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return Health(False, f"unreadable heartbeat file {path}: {exc}")
-    return judge(beats, max_age, now)
+    return judge(beats, max_age, now, problems)
 
 
 _heartbeat = Heartbeat(None)
@@ -159,6 +192,11 @@ def start(config: settings.Settings) -> ThreadingHTTPServer | None:
 def beat(account: str = "default") -> None:
     """The daemon loop is alive for ``account``; call after every sync or IDLE wake-up."""
     _heartbeat.beat(account)
+
+
+def set_problem(name: str, reason: str | None) -> None:
+    """Something the seller would notice is wrong (``reason``), or no longer (None)."""
+    _heartbeat.set_problem(name, reason)
 
 
 def current() -> Heartbeat:

@@ -41,10 +41,12 @@ _RECORD_ATTRIBUTES = frozenset(
 # scheme://user:PASSWORD@host
 _URL_PASSWORD = re.compile(r"(?P<keep>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/?#]*:)[^\s@/]+(?=@)")
 
-# ?token=VALUE, &pass=VALUE, ... in any query string
+# ?token=VALUE, &pass=VALUE, ... in any query string; and Apprise's header and payload
+# parameters (?+X-Api-Key=VALUE, ?-field=VALUE, also URL-encoded as %2B / %2D), whose
+# values are as often tokens as not.
 _QUERY_SECRET = re.compile(
-    r"(?P<keep>[?&](?:pass|password|passwd|pw|token|access_token|apikey|api_key|key|secret)=)"
-    r"[^\s&#]+",
+    r"(?P<keep>[?&](?:pass|password|passwd|pw|token|access_token|apikey|api_key|key|secret"
+    r"|(?:\+|-|%2B|%2D)[^\s=&#]+)=)[^\s&#]+",
     re.IGNORECASE,
 )
 

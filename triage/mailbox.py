@@ -26,6 +26,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient import exceptions as imap_errors
 
 from triage.errors import ConfigError, LoginError, MailboxError
+from triage.oauth import TokenSource
 from triage.settings import ImapSettings, from_env, mask
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,7 @@ class Mailbox:
         self._selected: str | None = None
         self._permanent_flags: tuple[str, ...] | None = None
         self._capabilities: frozenset[str] = frozenset()
+        self._tokens = TokenSource(settings.oauth) if settings.oauth is not None else None
 
     def __enter__(self) -> Mailbox:
         self.connect()
@@ -245,7 +247,7 @@ class Mailbox:
     # -- connection ---------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the connection and log in; LoginError for a refused password."""
+        """Open the connection and log in; LoginError for a refused password or token."""
         if self._client is not None:
             self.close()
         settings = self.settings
@@ -260,22 +262,44 @@ class Mailbox:
                 "use TRIAGE_IMAP_SECURITY=starttls or tls"
             )
         try:
-            client.login(settings.user, settings.password)
+            self._login(client)
         except imap_errors.LoginError as exc:
             self._quit(client)
             reason = self._scrub(_server_text(exc))
+            what = "OAuth2 token" if settings.auth == "oauth2" else "user name or password"
             raise LoginError(
-                f"{settings.user}@{where}: the server refused the user name or password ({reason})"
+                f"{settings.user}@{where}: the server refused the {what} ({reason})"
             ) from exc
         except (imaplib.IMAP4.error, OSError) as exc:
             self._discard(client)
             raise MailboxError(f"cannot log in to {where}: {self._scrub(str(exc))}") from exc
+        except BaseException:
+            self._discard(client)
+            raise
         client.normalise_times = False  # keep INTERNALDATE's time zone
         self._client = client
         self._selected = None
         with self._wrap("cannot read the server's capabilities"):
             self._capabilities = frozenset(_text(c).upper() for c in client.capabilities())
         log.info("connected to %s", settings.describe())
+
+    def _login(self, client: IMAPClient) -> None:
+        """LOGIN with the password, or an OAuth2 access token.
+
+        A token the server refuses may have been revoked early or expired on a clock
+        that differs from ours: one new token is tried before giving up.
+        """
+        if self._tokens is None:
+            client.login(self.settings.user, self.settings.password)
+            return
+        bearer = _bearer_login(client)
+        token = self._tokens.access_token()
+        try:
+            bearer(self.settings.user, token)
+        except imap_errors.LoginError:
+            log.info("the server refused the OAuth2 access token; getting a new one")
+            self._tokens.invalidate(token)
+            bearer(self.settings.user, self._tokens.access_token())
 
     def _open(self) -> IMAPClient:
         settings = self.settings
@@ -336,8 +360,12 @@ class Mailbox:
             log.debug("closing the socket failed: %s", exc)
 
     def _scrub(self, text: str) -> str:
-        password = self.settings.password
-        return text.replace(password, mask(password)) if password else text
+        secrets = [self.settings.password] if self.settings.password else []
+        if self._tokens is not None:
+            secrets += self._tokens.secrets()
+        for secret in secrets:
+            text = text.replace(secret, mask(secret))
+        return text
 
     @contextlib.contextmanager
     def _wrap(self, what: str) -> Iterator[None]:
@@ -411,6 +439,29 @@ class Mailbox:
         order = {role: rank for rank, role in enumerate(ROLES)}
         chosen = [f for f in folders if f.role in ("inbox", "junk", "sent", "extra")]
         return sorted(chosen, key=lambda f: order[f.role])
+
+    def delimiter(self) -> str:
+        """The server's hierarchy delimiter (``/`` for a server without hierarchy)."""
+        client = self._live()
+        with self._wrap("cannot list folders"):
+            listing = client.list_folders("", "INBOX")
+        for _, delimiter, _ in listing:
+            if delimiter:
+                return _text(delimiter)
+        return "/"
+
+    def ensure_folders(self, names: Sequence[str]) -> list[str]:
+        """Create and subscribe the folders the server lacks (parents first); the created."""
+        client = self._live()
+        created = []
+        with self._wrap("cannot create folders"):
+            present = {_text(name) for _, _, name in client.list_folders()}
+            for name in names:
+                if name not in present:
+                    client.create_folder(name)
+                    client.subscribe_folder(name)  # mail clients show subscribed folders
+                    created.append(name)
+        return created
 
     def status(self, folder: str) -> FolderStatus:
         """UIDVALIDITY, UIDNEXT and count without selecting the folder."""
@@ -616,6 +667,14 @@ class Mailbox:
             if _announces_mail(responses):
                 return True
         return False
+
+
+def _bearer_login(client: IMAPClient) -> Callable[[str, str], Any]:
+    """XOAUTH2 (what Microsoft and Google take), or the standard OAUTHBEARER (RFC 7628)
+    when the server offers only that."""
+    if client.has_capability("AUTH=OAUTHBEARER") and not client.has_capability("AUTH=XOAUTH2"):
+        return client.oauthbearer_login
+    return client.oauth2_login
 
 
 def _idle_until(client: IMAPClient, deadline: float) -> list[Any]:

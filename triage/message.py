@@ -207,7 +207,105 @@ def parse(raw: bytes) -> Message:
     except RecursionError:
         return Message(size=len(raw), error="unreadable message: MIME parts nested too deeply")
     except Exception as exc:  # the stdlib parser and decoders raise many kinds on broken input
-        return Message(size=len(raw), error=f"unreadable message: {exc.__class__.__name__}: {exc}")
+        return tolerant_parse(raw, f"{exc.__class__.__name__}: {exc}")
+
+
+# Characters no XML tree may hold; one of them in an HTML part (a 0x1C from a broken
+# template) made the whole mail unreadable.
+XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+
+
+def tolerant_parse(raw: bytes, reason: str) -> Message:
+    """The fallback for a mail the fast path could not read: never silent.
+
+    One stray byte (a control character in the HTML, a non-ASCII byte near a MIME
+    boundary) must not hide a claim. The standard library's parser, which tolerates
+    nearly anything, builds the tree again; text parts are decoded leniently and
+    cleaned of control characters; the mail is then read as usual. When even that
+    fails, the headers alone are kept (sender, subject, Message-ID) with ``error``
+    set, so the mail is still shown, as "could not read", with who sent it and what
+    it said it was.
+    """
+    size = len(raw)
+    try:
+        mime = email.message_from_bytes(raw[:MAX_RAW_BYTES], policy=compat32)
+        if mime.get_content_maintype() == "multipart" and not mime.is_multipart():
+            # The declared boundary is nowhere in the body (a stray byte in it): the
+            # body's own first delimiter line tells the boundary really used.
+            repaired = _repair_boundary(raw[:MAX_RAW_BYTES])
+            if repaired is not None:
+                mime = email.message_from_bytes(repaired, policy=compat32)
+        _clean_text_parts(mime)
+        return _build(mime, size)
+    except RecursionError:
+        reason = "MIME parts nested too deeply"
+    except Exception as exc:  # see parse(): whatever a broken mail makes the parsers raise
+        reason = f"{reason}; then {exc.__class__.__name__}: {exc}"
+    return _headers_only(raw, size, f"unreadable message: {reason}")
+
+
+DELIMITER_LINE = re.compile(rb"^--([\x21-\xff]{1,200}?)[ \t]*\r?$", re.MULTILINE)
+BOUNDARY_PARAMETER = re.compile(rb'boundary\s*=\s*(?:"[^"\n]*"|[^\s;]+)', re.IGNORECASE)
+
+
+REPAIRED_BOUNDARY = b"=_triage_repaired_boundary_="
+
+
+def _repair_boundary(raw: bytes) -> bytes | None:
+    head, body = _head_and_body(raw.replace(b"\r\n", b"\n"))
+    found = DELIMITER_LINE.search(body)
+    if not found or not BOUNDARY_PARAMETER.search(head):
+        return None
+    used = found.group(1).removesuffix(b"--")
+    # A plain ASCII stand-in, in the header and on every delimiter line: a boundary
+    # with a non-ASCII byte cannot be matched by any parser.
+    boundary = REPAIRED_BOUNDARY if not used.isascii() or b'"' in used else used
+    body = body.replace(b"\n--" + used, b"\n--" + boundary)
+    if body.startswith(b"--" + used):
+        body = b"--" + boundary + body[len(used) + 2:]
+    head = BOUNDARY_PARAMETER.sub(lambda _: b'boundary="' + boundary + b'"', head, count=1)
+    return head + b"\n" + body
+
+
+def _clean_text_parts(mime: email.message.Message) -> None:
+    """Decode each text part leniently into clean text, so reading it cannot fail."""
+    for part in mime.walk():
+        if part.is_multipart() or part.get_content_maintype() != "text":
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = str(part.get_payload()).encode("utf-8", "surrogateescape")
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = payload.decode(charset, errors="replace")
+        except LookupError:
+            text = payload.decode("utf-8", errors="replace")
+        del part["Content-Transfer-Encoding"]
+        clean = XML_UNSAFE.sub(" ", text).encode("utf-8")
+        part.set_payload(clean.decode("ascii", "surrogateescape"))
+        part.set_param("charset", "utf-8")
+
+
+def _headers_only(raw: bytes, size: int, error: str) -> Message:
+    try:
+        head = _head_and_body(raw[:MAX_RAW_BYTES].replace(b"\r\n", b"\n"))[0]
+        headers = _index(_HEADER_PARSER.parsestr(head.decode("ascii", "surrogateescape")))
+        name, address = _first_address(headers.get("from"))
+        return Message(
+            sender_name=XML_UNSAFE.sub(" ", name),
+            sender_address=address,
+            sender_domain=address.rpartition("@")[2],
+            subject=XML_UNSAFE.sub(" ", _header(headers, "subject")),
+            message_id=_header(headers, "message-id"),
+            authentication_results=tuple(
+                _unfold(v) for v in headers.get("authentication-results", ())
+            ),
+            from_count=len(headers.get("from", ())),
+            size=size,
+            error=error,
+        )
+    except Exception:  # even the headers are beyond reading: the error is all there is
+        return Message(size=size, error=error)
 
 
 def split_mime(

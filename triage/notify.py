@@ -5,15 +5,26 @@ only records, inside the sync's own transaction, what must be said: an alert to
 push, a reply clock to open or stop. :func:`deliver_due`, called by the daemon
 loop, turns that into notifications (several alerts arriving together become one),
 writes one outbox row per target before anything is sent, and marks a row sent
-only when Apprise reports success. A target that is down is retried with
-exponential backoff; a target that succeeded is never sent the same thing again.
+only when Apprise reports success, committing each row at once (a crash repeats at
+most the one row in flight). A target that is down is retried with exponential
+backoff, kept per target: when it comes back, its queue goes out oldest first in
+the same round. A target that succeeded is never sent the same thing again.
+
+Sending never reads rules.yaml: the daemon passes the notify policy of the last good
+rules it holds, so a broken edit on disk cannot stop a single notification.
 
 Targets come from ``TRIAGE_NOTIFY_URLS`` (``TAG=URL`` or ``TAG+TAG=URL`` gives a
 URL Apprise tags) and an Apprise config file (``TRIAGE_APPRISE_CONFIG``, where
 tags are written the Apprise way). A target without tags receives everything; a
 tagged one receives what carries one of its tags: every notification carries its
 kind (``alert``, ``reminder``, ``digest``, ``silence``, ``operator``), its severity,
-its mail type, and the extra tags rules.yaml routes to them.
+its mail type, and the extra tags rules.yaml routes to them. A notification that no
+target's tags take is never dropped: it goes to the default targets (those without
+tags, else every target) and a warning names the tags nobody takes.
+
+A target is shown (``notify --test``, logs, the outbox, ``status``) only by its masked
+label: Apprise's ``url(privacy=True)`` with the path, header tokens (``?+X-Api-Key=``)
+and query values masked too, and its secret parts are handed to the log filter.
 
 rules.yaml's ``notify:`` section (all keys optional)::
 
@@ -42,16 +53,20 @@ import json
 import logging
 import re
 import sqlite3
+import sys
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import apprise
 
+from triage import chat, logs, metrics, performance, replyclock, rules
 from triage import digest as digests
-from triage import metrics, replyclock
 from triage.digest import (
     DigestSchedule,
     Document,
@@ -61,11 +76,11 @@ from triage.digest import (
     Section,
     deadline_phrase,
     render,
-    split_body,
 )
-from triage.errors import ConfigError, NotifyError
+from triage.errors import ConfigError, NotifyError, RulesError
 from triage.message import Message
 from triage.notifypolicy import NotifyPolicy, policy_from_file, timezone
+from triage.rules import Rules
 from triage.settings import Settings
 from triage.state import Database, register_schema
 from triage.taxonomy import SEVERITIES, severity_rank
@@ -78,6 +93,13 @@ ALL_ACCOUNTS = "all"
 
 BACKOFF_FIRST = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=1)
+# Query parameters Apprise adds that say how, not where or with what secret.
+SHOWN_PARAMETERS = frozenset(
+    ("format", "overflow", "method", "retry", "wait", "optional", "cto", "rto", "verify",
+     "from", "to", "smtp", "mode", "priority")
+)
+# Path segments this short, without digits, are words ("hooks", "api"), not tokens.
+TOKEN_MIN_CHARS = 8
 CLAIM_DAYS = {"A-to-z claim": 3, "Chargeback": 7}
 CONFIRMATION_TYPES = ("BBC_MESSAGE_CONFIRMATION_TO_MERCHANT",)
 BUYER_MESSAGE_TYPES = ("BBC_MESSAGE_SENT_TO_MERCHANT",)
@@ -140,12 +162,21 @@ SCHEMA = """
         UNIQUE (notification_id, target, part)
     );
     CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sent_at, next_attempt_at);
+    CREATE TABLE IF NOT EXISTS target_backoff (
+        target TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        retry_at TEXT NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS notify_state (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
     """
 register_schema(SCHEMA)
+
+# One delivery at a time in this process: every account's loop and the rules watcher
+# may call deliver_due, and two rounds reading the same unsent row would send it twice.
+_SENDING = threading.Lock()
 
 
 
@@ -173,6 +204,8 @@ def load_targets(settings: Settings) -> list[Target]:
     for entry in settings.notify.urls:
         match = TAGGED_URL.match(entry)
         url, tags = (match["url"], match["tags"].split("+")) if match else (entry, [])
+        for secret in secret_parts(url):  # before Apprise logs the URL it loads
+            logs.register_secret(secret)
         if not hub.add(url, tag=tags or None):
             scheme = url.partition("://")[0] or "?"
             raise ConfigError(
@@ -180,6 +213,7 @@ def load_targets(settings: Settings) -> list[Target]:
                 f"(entry {settings.notify.urls.index(entry) + 1})"
             )
     if settings.notify.apprise_config:
+        _register_config_secrets(settings.notify.apprise_config)
         config = apprise.AppriseConfig()
         if not config.add(settings.notify.apprise_config):
             raise ConfigError(
@@ -189,16 +223,70 @@ def load_targets(settings: Settings) -> list[Target]:
     return [_target(service) for service in hub.find()]
 
 
+CONFIG_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.IGNORECASE)
+
+
+def _register_config_secrets(location: str) -> None:
+    """The secret parts of the URLs an Apprise config file holds, masked before Apprise
+    loads (and logs) them; a remote config is Apprise's to read."""
+    try:
+        text = Path(location).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return  # not a local file, or unreadable: Apprise reports it
+    for url in CONFIG_URL.findall(text):
+        for secret in secret_parts(url):
+            logs.register_secret(secret)
+
+
 def _target(service: Any) -> Target:
     full = service.url(privacy=False)
+    for secret in secret_parts(full):
+        logs.register_secret(secret)
+    body_format, max_chars = chat.shape_of(
+        service, str(service.resolve_format(None).value), int(service.body_maxlen or 32768)
+    )
     return Target(
         key=hashlib.sha256(full.encode()).hexdigest()[:24],
-        label=service.url(privacy=True),
+        label=masked_label(service.url(privacy=True)),
         tags=frozenset(str(t) for t in service.tags),
-        body_format=str(service.resolve_format(None).value),
-        max_chars=int(service.body_maxlen or 32768),
+        body_format=body_format,
+        max_chars=max_chars,
         service=service,
     )
+
+
+def masked_label(private: str) -> str:
+    """Apprise's privacy form with what it leaves in clear masked too: the path (a
+    webhook token), header and payload values (``+X-Api-Key=``) and query values."""
+    parts = urlsplit(private)
+    path = "/".join(logs.MASK if _token_like(seg) else seg for seg in parts.path.split("/"))
+    query = [
+        f"{key}={value if key in SHOWN_PARAMETERS else logs.MASK}"
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:{logs.MASK}@{host}" if ":" in user else netloc
+    return f"{parts.scheme}://{netloc}{path}" + (f"?{'&'.join(query)}" if query else "")
+
+
+def secret_parts(url: str) -> list[str]:
+    """The parts of a target URL that may be secrets, for the log filter."""
+    parts = urlsplit(url)
+    found = [unquote(parts.password)] if parts.password else []
+    found += [unquote(segment) for segment in parts.path.split("/") if _token_like(segment)]
+    found += [value for key, value in parse_qsl(parts.query) if key not in SHOWN_PARAMETERS]
+    return [s for s in found if len(s) >= logs.MIN_SECRET_LENGTH]
+
+
+def _token_like(segment: str) -> bool:
+    return len(segment) >= TOKEN_MIN_CHARS or any(c.isdigit() for c in segment)
+
+
+def default_targets(targets: Sequence[Target]) -> list[Target]:
+    """Where a notification goes when no target's tags take it: the untagged, else all."""
+    return [t for t in targets if not t.tags] or list(targets)
 
 
 def send(target: Target, title: str, body: str, body_format: str) -> None:
@@ -245,6 +333,8 @@ def after_verdict(
             _queue_alert(conn, row_id, now)
         return
     _record_deadline(conn, row_id, message, verdict, received)
+    if verdict.type == "account_health" and verdict.amazon:
+        _record_metrics(conn, row_id, message, received, history=history, now=now)
     if _is_confirmation(message, verdict):
         replyclock.stop_thread(
             conn,
@@ -262,6 +352,28 @@ def after_verdict(
 def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
     """The sync saw ``\\Answered`` on these buyer messages: their clocks stop."""
     replyclock.mark_answered(conn, row_ids, now)
+
+
+def mark_no_response(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> None:
+    """The sync saw ``$NoResponseNeeded`` on these buyer messages: their clocks stop."""
+    replyclock.mark_no_response(conn, row_ids, now)
+
+
+def _record_metrics(
+    conn: sqlite3.Connection,
+    row_id: int,
+    message: Message,
+    received: datetime,
+    *,
+    history: bool,
+    now: datetime,
+) -> None:
+    """Keep the account-health metrics a mail states; alert on a crossed or fast change."""
+    found = performance.record(conn, row_id, f"{message.subject}\n{message.text}", received)
+    if found and not history:
+        doc = performance.alert_document(found, message.sender_address)
+        tags = ("alert", "account_health", "high")
+        queue(conn, "alert", f"metrics:{row_id}", "high", tags, doc, now)
 
 
 def open_clock_rows(conn: sqlite3.Connection) -> list[replyclock.ClockRow]:
@@ -477,17 +589,35 @@ def deliver_due(
     policy: NotifyPolicy | None = None,
     targets: Sequence[Target] | None = None,
 ) -> DeliveryReport:
-    """Queue what has come due (alerts, reminders, digests, silence), then send the outbox."""
-    policy = policy or policy_from_file(settings.rules_path)
+    """Queue what has come due (alerts, reminders, digests, silence), then send the outbox.
+
+    ``policy`` is the notify section of the rules the caller holds (the defaults when
+    None); the file on disk is never read here.
+    """
+    policy = policy or NotifyPolicy()
     tz = timezone(settings)
     targets = load_targets(settings) if targets is None else targets
-    with db.transaction() as conn:
-        compose_alerts(conn, policy, now, tz)
-        queue_reminders(conn, policy, now, tz)
-        watch_silence(conn, policy, now)
-        queue_digests(conn, policy, now, tz)
-        expand(conn, targets, policy, now)
-    return send_outbox(db, targets, now)
+    with _SENDING:
+        with db.transaction() as conn:
+            compose_alerts(conn, policy, now, tz)
+            queue_reminders(conn, policy, now, tz)
+            watch_silence(conn, policy, now)
+            queue_digests(conn, policy, now, tz)
+            expand(conn, targets, policy, now)
+        return send_outbox(db, targets, now)
+
+
+def oldest_waiting_critical(conn: sqlite3.Connection, now: datetime) -> timedelta | None:
+    """How long the oldest critical notification not yet taken by any target has waited."""
+    row = conn.execute(
+        """
+        SELECT MIN(n.created_at) FROM notifications n
+        WHERE n.severity = 'critical' AND n.not_before <= ? AND NOT EXISTS (
+            SELECT 1 FROM outbox o WHERE o.notification_id = n.id AND o.sent_at IS NOT NULL)
+        """,
+        (now.isoformat(),),
+    ).fetchone()
+    return now - datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def quiet_until(policy: NotifyPolicy, now: datetime, tz: ZoneInfo) -> datetime | None:
@@ -558,6 +688,9 @@ def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
     """``A-to-z claim on order 111-…: respond by Thu 26 Nov (3 days)``."""
     if entry.suspicious:
         return "Suspected phishing (not from Amazon): do not click its links"
+    if entry.unreadable:
+        sender = entry.sender or "an unknown sender"
+        return f"Could not read a mail from {sender}: check Seller Central (not its links)"
     name = HEADLINES[entry.type]
     if entry.type == "claim":
         name = claim_label(entry.sender, entry.subject)
@@ -668,6 +801,7 @@ def queue_digest(
         since=since,
         until=now,
         severities=schedule.severities,
+        tz=tz,
     )
     digests.record_run(conn, schedule.name, now)
     if digest.is_empty():
@@ -698,8 +832,12 @@ def expand(
         tags = json.loads(row["tags"])
         chosen = [t for t in targets if t.wants(tags)]
         if not chosen:
+            chosen = default_targets(targets)
             log.warning(
-                "no notification target takes tags %s; %r not sent", ", ".join(tags), row["title"]
+                "no notification target takes the tags %s of %r: sent to the default "
+                "target(s) instead; give a target one of these tags or route them in "
+                "rules.yaml (notify: route:)",
+                ", ".join(tags), row["title"],
             )
         for target in chosen:
             _expand_one(conn, row, target, policy, now)
@@ -713,7 +851,7 @@ def _expand_one(
     parts = (
         [body]
         if target.body_format == "html"
-        else split_body(body, min(policy.max_chars, target.max_chars))
+        else chat.parts(body, min(policy.max_chars, target.max_chars), target.service)
     )
     for index, part in enumerate(parts, start=1):
         title = row["title"] if len(parts) == 1 else f"{row['title']} ({index}/{len(parts)})"
@@ -737,18 +875,29 @@ def _expand_one(
 
 
 def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> DeliveryReport:
-    """Send every outbox row whose time has come; a failed target waits, backing off."""
+    """Send every outbox row whose time has come, oldest first; a failed target waits.
+
+    The backoff belongs to the target, not to a row: while a target is down its whole
+    queue waits, and the first try that succeeds sends the rest, oldest first.
+    """
     by_key = {t.key: t for t in targets}
+    _relabel(db, targets)
     rows = db.conn.execute(
         "SELECT * FROM outbox WHERE sent_at IS NULL AND next_attempt_at <= ? ORDER BY id",
         (now.isoformat(),),
     ).fetchall()
+    backoff = {
+        r["target"]: (r["failures"], datetime.fromisoformat(r["retry_at"]))
+        for r in db.conn.execute("SELECT * FROM target_backoff")
+    }
     down: set[str] = set()
     sent = failed = 0
     failures = []
     for row in rows:
         target = by_key.get(row["target"])
         if target is None or target.key in down:
+            continue
+        if target.key in backoff and backoff[target.key][1] > now:
             continue
         try:
             send(target, row["title"], row["body"], row["body_format"])
@@ -757,31 +906,60 @@ def send_outbox(db: Database, targets: Sequence[Target], now: datetime) -> Deliv
             failed += 1
             metrics.count_alert(ALL_ACCOUNTS, ok=False)
             failures.append(str(exc))
-            _record_failure(db, row, str(exc), now)
+            _record_failure(db, row, target, backoff.get(target.key, (0, now))[0], str(exc), now)
             continue
+        # Committed at once: a crash after this point cannot send this row again.
         with db.transaction() as conn:
             conn.execute(
                 "UPDATE outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
                 (now.isoformat(), row["id"]),
             )
+            if backoff.pop(target.key, None) is not None:
+                conn.execute("DELETE FROM target_backoff WHERE target = ?", (target.key,))
+                log.info("%s takes notifications again; sending its queue", target.label)
         sent += 1
         metrics.count_alert(ALL_ACCOUNTS, ok=True)
     return DeliveryReport(sent, failed, tuple(failures))
 
 
-def _record_failure(db: Database, row: sqlite3.Row, error: str, now: datetime) -> None:
-    attempts = row["attempts"] + 1
-    delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
+def _relabel(db: Database, targets: Sequence[Target]) -> None:
+    """Rows written by an older version may hold a less masked label: mask them now."""
+    stale = [
+        (t.label, t.key, t.label)
+        for t in targets
+        if db.conn.execute(
+            "SELECT 1 FROM outbox WHERE target = ? AND target_label != ? LIMIT 1",
+            (t.key, t.label),
+        ).fetchone()
+    ]
+    if stale:
+        with db.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET target_label = ? WHERE target = ? AND target_label != ?", stale
+            )
+
+
+def _record_failure(
+    db: Database, row: sqlite3.Row, target: Target, failures: int, error: str, now: datetime
+) -> None:
+    failures += 1
+    delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
     log.warning(
-        "notification to %s failed (attempt %d), retrying in %s",
-        row["target_label"],
-        attempts,
+        "notification to %s failed (%d in a row), retrying in %s",
+        target.label,
+        failures,
         delay,
     )
     with db.transaction() as conn:
         conn.execute(
-            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-            (attempts, (now + delay).isoformat(), error, row["id"]),
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (logs.mask(error), row["id"]),
+        )
+        conn.execute(
+            "INSERT INTO target_backoff (target, failures, retry_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET failures = excluded.failures, "
+            "retry_at = excluded.retry_at",
+            (target.key, failures, (now + delay).isoformat()),
         )
 
 
@@ -831,17 +1009,34 @@ def notify_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def digest_now(*, preview: bool, now: datetime | None = None) -> int:
+def digest_command(args: argparse.Namespace) -> int:
+    """``triage digest --now`` sends the pending digest; ``--preview`` prints it (and with
+    ``--html FILE`` writes the HTML mail there, to open in a browser).
+
+    It lives here, not in :mod:`triage.digest`: sending needs the outbox, and the digest
+    module must not import the module that imports it.
+    """
+    if args.html and not args.preview:
+        raise ConfigError("--html goes with --preview")
+    return digest_now(preview=bool(args.preview), html=args.html)
+
+
+def digest_now(*, preview: bool, now: datetime | None = None, html: str | None = None) -> int:
     """Send (or print) everything not yet in a digest, in one digest, right now."""
     from triage import settings as settings_module
 
     settings = settings_module.from_env()
-    policy = policy_from_file(settings.rules_path)
+    try:
+        policy = policy_from_file(settings.rules_path)  # read once, for this one command
+    except RulesError as exc:
+        # The seller asked for the digest: a broken rules file must not cost it.
+        print(f"warning: {exc}; the digest uses the default notify settings", file=sys.stderr)
+        policy = NotifyPolicy()
     tz = timezone(settings)
     now = now or datetime.now(UTC)
     db = Database(settings.database_path)
     try:
-        return _digest_now(db, settings, policy, tz, now, preview)
+        return _digest_now(db, settings, policy, tz, now, preview, html)
     finally:
         db.close()
 
@@ -853,8 +1048,9 @@ def _digest_now(
     tz: ZoneInfo,
     now: datetime,
     preview: bool,
+    html: str | None = None,
 ) -> int:
-    rolling = [s for s in policy.digests if s.weekday is None] or list(policy.digests)
+    rolling = [s for s in policy.digests if s.rolling()] or list(policy.digests)
     starts = [digests.covered_until(db.conn, s.name) for s in rolling]
     since = None if not starts or None in starts else min(s for s in starts if s)
     combined = DigestSchedule(
@@ -870,10 +1066,19 @@ def _digest_now(
             since=since,
             until=now,
             severities=combined.severities,
+            tz=tz,
         )
-        print(render(digests.to_document(digest, tz), "text"), end="")
+        doc = digests.to_document(digest, tz)
+        print(render(doc, "text"), end="")
+        if html:
+            digests.write_html(doc, html)
         return 0
     targets = load_targets(settings)
+    if not targets:
+        # Queued now, it would be marked as the period's digest and reach nobody.
+        print("no notification target: set TRIAGE_NOTIFY_URLS or TRIAGE_APPRISE_CONFIG; "
+              "nothing sent, the digest waits")
+        return 1
     with db.transaction() as conn:
         queued = queue_digest(
             conn, combined, since, now, tz, title=f"Amazon mail digest, {digests.day(now, tz)}"
@@ -884,9 +1089,42 @@ def _digest_now(
     if not queued:
         print("Nothing new since the last digest; nothing sent.")
         return 0
-    report = send_outbox(db, targets, now)
+    with _SENDING:
+        report = send_outbox(db, targets, now)
+    if not report.sent and not report.failed:
+        print("the digest is queued; a target that is backing off takes it on its next try")
+        return 1
     print(
         f"digest sent to {report.sent} target(s)"
         + (f"; {report.failed} failed and will be retried" if report.failed else "")
     )
     return 1 if report.failed else 0
+
+
+# --- check-rules ----------------------------------------------------------------------
+
+
+def route_warnings(loaded: Rules) -> list[str]:
+    """Tags the notify section routes to that no configured target carries."""
+    from triage import settings as settings_module
+
+    try:
+        targets = load_targets(settings_module.from_env())
+    except ConfigError as exc:
+        return [f"notification targets not checked: {logs.mask(str(exc))}"]
+    if not targets or any(not t.tags or "always" in t.tags for t in targets):
+        return []  # with no targets nothing is checked; an untagged target takes every tag
+    known = {tag for t in targets for tag in t.tags}
+    policy: NotifyPolicy = loaded.section("notify")
+    warnings = []
+    for name, tags in policy.routes.items():
+        missing = [tag for tag in tags if tag not in known]
+        if missing:
+            warnings.append(
+                f"notify: route: {name}: no notification target has the tag "
+                f"{', '.join(missing)} (targets' tags: {', '.join(sorted(known))})"
+            )
+    return warnings
+
+
+rules.register_check(route_warnings)

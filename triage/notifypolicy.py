@@ -141,7 +141,7 @@ def _schedules(data: Any) -> tuple[DigestSchedule, ...]:
 
 
 def _schedule(item: Any) -> DigestSchedule:
-    allowed = {"name", "every", "at", "weekday", "severities", "tags", "max_items"}
+    allowed = {"name", "every", "at", "weekday", "monthday", "severities", "tags", "max_items"}
     if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
         raise ValueError("digests: each digest needs a 'name'")
     if set(item) - allowed:
@@ -152,6 +152,7 @@ def _schedule(item: Any) -> DigestSchedule:
     weekday = item.get("weekday")
     if weekday is not None and str(weekday).lower() not in WEEKDAYS:
         raise ValueError(f"digests: {item['name']}: weekday must be one of {', '.join(WEEKDAYS)}")
+    monthday = _monthday(item)
     return DigestSchedule(
         name=item["name"],
         severities=_names("digests", item.get("severities", list(SEVERITIES)), SEVERITIES),
@@ -160,7 +161,20 @@ def _schedule(item: Any) -> DigestSchedule:
         at=_clock_time("digests", item["at"]) if "at" in item else None,
         weekday=WEEKDAYS.index(str(weekday).lower()) if weekday is not None else None,
         max_items=_positive("digests", item.get("max_items", 25)),
+        monthday=monthday,
     )
+
+
+def _monthday(item: Mapping[str, Any]) -> int | None:
+    """``monthday: 1`` (1 to 31) makes a daily ``at`` digest monthly."""
+    if "monthday" not in item:
+        return None
+    value = item["monthday"]
+    if "weekday" in item or "at" not in item:
+        raise ValueError(f"digests: {item['name']}: monthday goes with 'at' and not 'weekday'")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 31:
+        raise ValueError(f"digests: {item['name']}: monthday must be a day from 1 to 31")
+    return value
 
 
 def _duration(key: str, value: Any) -> timedelta:

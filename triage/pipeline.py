@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from triage import trust
 from triage.errors import ModelError
@@ -16,6 +16,9 @@ from triage.message import Message
 from triage.rules import Rules, clamp_severity
 from triage.taxonomy import TYPES
 from triage.verdict import POSSIBLY_CRITICAL, Action, Verdict
+
+if TYPE_CHECKING:
+    from triage.corrections import Match, Recall
 
 JUNK = "junk"
 SENT = "sent"
@@ -79,11 +82,13 @@ class Pipeline:
         folder: str = "INBOX",
         role: str = "inbox",
         predictions: Sequence[Prediction | None] | None = None,
+        corrections: Recall | None = None,
     ) -> list[Verdict]:
         """One verdict per message, in order; the model sees the readable ones in one batch.
 
         ``predictions``, one per message (None for unreadable ones), are the model's
         answers already computed elsewhere (a decoding worker); the model is then not asked.
+        ``corrections``, the seller's for this mailbox, are followed by mail like theirs.
         """
         if role == SENT:
             return [own_mail(m) for m in messages]
@@ -96,10 +101,26 @@ class Pipeline:
             if len(known) != len(readable):
                 raise ModelError("a readable message came without its prediction")
         predicted = iter(known)
-        return [
+        verdicts = [
             unreadable(m) if m.error else self._decide_one(m, next(predicted), folder, role)
             for m in messages
         ]
+        if corrections:
+            self._follow(corrections, messages, known, verdicts, folder, role)
+        return verdicts
+
+    def _follow(
+        self, corrections: Recall, messages: Sequence[Message], known: Sequence[Prediction],
+        verdicts: list[Verdict], folder: str, role: str,
+    ) -> None:
+        """Mail like one the seller corrected is decided again with the correction;
+        suspected phishing never is."""
+        readable = [i for i, m in enumerate(messages) if not m.error]
+        said = [(verdicts[i].type, verdicts[i].severity) for i in readable]
+        found = corrections.match([messages[i] for i in readable], said)
+        for i, prediction, match in zip(readable, known, found, strict=True):
+            if match is not None and not verdicts[i].suspicious:
+                verdicts[i] = self._decide_one(messages[i], prediction, folder, role, match)
 
     def _predict(self, messages: Sequence[Message]) -> Sequence[Prediction]:
         if not messages:
@@ -112,11 +133,16 @@ class Pipeline:
         return predictions
 
     def _decide_one(
-        self, message: Message, prediction: Prediction, folder: str, role: str
+        self, message: Message, prediction: Prediction, folder: str, role: str,
+        match: Match | None = None,
     ) -> Verdict:
         found = self.assess(message, self.trusted_authserv_ids)
         verdict = model_verdict(message, prediction, found)
+        if match is not None and not found.suspicious:
+            verdict = match.apply(verdict)  # first, so the rules act on what the mail is
         verdict = self.rules.apply(message, verdict, folder, role)
+        if match is not None and not found.suspicious:
+            verdict = match.stand(verdict, self.rules.defaults)
         # A rule may have re-typed the mail, which decides whether it is seller mail.
         verdict = replace(verdict, amazon=found.authenticated and verdict.type != "other")
         return self._safety(verdict, role)

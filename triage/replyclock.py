@@ -7,21 +7,37 @@ a message in the Sent folder to the buyer's relay address, or the ``\\Answered``
 flag on the buyer message. A new buyer message in the same thread opens a new
 clock; one answer stops every open clock of the thread.
 
+The seller can also stop a clock without answering, as Seller Central's "No response
+needed" button does: by setting the IMAP keyword ``$NoResponseNeeded`` on the buyer
+message in any mail client, or with ``triage reply-clock no-response ORDER-ID``.
+
 Amazon's response-time metric is "answered within 24 hours / buyer messages
-needing a reply"; :func:`reply_rate` computes it the same way.
+needing a reply"; :func:`reply_rate` computes it the same way, so a message marked
+"no response needed" counts neither way.
 """
 
 from __future__ import annotations
 
+import argparse
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from triage import metrics
-from triage.state import register_schema
+from triage import settings as settings_module
+from triage.errors import ConfigError
+from triage.state import Database, register_schema
 
 REPLY_WINDOW = timedelta(hours=24)
+# The IMAP keyword a seller sets on a buyer message that needs no answer. Any client
+# that can add a keyword (Thunderbird's tags, mutt, a server-side filter) sets it.
+NO_RESPONSE_KEYWORD = "$NoResponseNeeded"
+# ``answered_by`` of a clock the seller stopped without replying.
+NO_RESPONSE = "no response needed"
+ORDER_ID = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 DEFAULT_REMINDERS: tuple[timedelta, ...] = (
     timedelta(hours=12),
     timedelta(hours=4),
@@ -63,6 +79,10 @@ class Clock:
     opened_at: datetime
     due_at: datetime
     answered_at: datetime | None = None
+    answered_by: str = ""
+
+    def needs_reply(self) -> bool:
+        return self.answered_by != NO_RESPONSE
 
     def left(self, now: datetime) -> timedelta:
         """Time left before the 24 hours are up; negative once breached."""
@@ -188,6 +208,37 @@ def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetim
     return stopped
 
 
+def mark_no_response(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> int:
+    """The seller marked these buyer messages "no response needed": their clocks stop."""
+    stopped = 0
+    for row_id in row_ids:
+        cursor = conn.execute(
+            "UPDATE reply_clocks SET answered_at = ?, answered_by = ? "
+            "WHERE answered_at IS NULL AND message_row = ?",
+            (now.isoformat(), NO_RESPONSE, row_id),
+        )
+        stopped += cursor.rowcount
+    return stopped
+
+
+def no_response(conn: sqlite3.Connection, which: str, now: datetime) -> list[Clock]:
+    """Stop, without a reply, the open clocks of an order ID or of one clock number."""
+    which = which.strip()
+    if ORDER_ID.match(which):
+        rows = conn.execute(
+            "SELECT * FROM reply_clocks WHERE answered_at IS NULL AND order_id = ?", (which,)
+        ).fetchall()
+    elif which.isdigit():
+        rows = conn.execute(
+            "SELECT * FROM reply_clocks WHERE answered_at IS NULL AND id = ?", (int(which),)
+        ).fetchall()
+    else:
+        raise ValueError(f"expected an order ID (123-1234567-1234567) or a clock number: {which!r}")
+    clocks = [_clock(row) for row in rows]
+    mark_no_response(conn, [c.message_row for c in clocks], now)
+    return clocks
+
+
 def open_clocks(conn: sqlite3.Connection) -> list[Clock]:
     """Every clock still waiting for an answer, the most urgent first."""
     rows = conn.execute(
@@ -248,16 +299,59 @@ def reply_rate(conn: sqlite3.Connection, now: datetime, days: int) -> ReplyRate:
     counts neither way (as on Amazon's dashboard).
     """
     since = now - timedelta(days=days)
-    in_time = needing = 0
-    for row in conn.execute("SELECT * FROM reply_clocks").fetchall():
-        clock = _clock(row)
-        if not since <= clock.opened_at <= now:
-            continue
-        if clock.answered_at is None and clock.due_at > now:
-            continue
-        needing += 1
-        in_time += clock.answered_in_time()
-    return ReplyRate(days=days, in_time=in_time, needing=needing)
+    decided = [c for c in _decided(conn, now) if since <= c.opened_at <= now]
+    return ReplyRate(days=days, in_time=sum(c.answered_in_time() for c in decided),
+                     needing=len(decided))
+
+
+def daily_rates(
+    conn: sqlite3.Connection, now: datetime, days: int, tz: ZoneInfo
+) -> list[tuple[date, ReplyRate]]:
+    """The reply rate of each of the last ``days`` local days, oldest first."""
+    today = now.astimezone(tz).date()
+    wanted = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+    per_day: dict[date, list[Clock]] = {d: [] for d in wanted}
+    for clock in _decided(conn, now):
+        opened = clock.opened_at.astimezone(tz).date()
+        if opened in per_day:
+            per_day[opened].append(clock)
+    return [
+        (d, ReplyRate(1, sum(c.answered_in_time() for c in cs), len(cs)))
+        for d, cs in per_day.items()
+    ]
+
+
+def _decided(conn: sqlite3.Connection, now: datetime) -> list[Clock]:
+    """Clocks that count for the rate: needing a reply, and answered or past their 24 h.
+
+    A message still inside its 24 hours and not yet answered is not decided yet.
+    """
+    clocks = [_clock(row) for row in conn.execute("SELECT * FROM reply_clocks").fetchall()]
+    return [
+        c
+        for c in clocks
+        if c.needs_reply() and c.opened_at <= now and not (c.answered_at is None and c.due_at > now)
+    ]
+
+
+def no_response_command(args: argparse.Namespace) -> int:
+    """``triage reply-clock no-response ORDER|CLOCK``: stop a clock without replying."""
+    db = Database(settings_module.from_env().database_path)
+    try:
+        with db.transaction() as conn:
+            try:
+                clocks = no_response(conn, args.which, datetime.now(UTC))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+    finally:
+        db.close()
+    if not clocks:
+        print(f"No open reply clock for {args.which}.")
+        return 1
+    for clock in clocks:
+        order = f" (order {clock.order_id})" if clock.order_id else ""
+        print(f"Stopped: {clock.buyer_name or 'a buyer'}{order}: {clock.subject}")
+    return 0
 
 
 def _reached(
@@ -284,4 +378,5 @@ def _clock(row: sqlite3.Row) -> Clock:
         opened_at=datetime.fromisoformat(row["opened_at"]),
         due_at=datetime.fromisoformat(row["due_at"]),
         answered_at=datetime.fromisoformat(row["answered_at"]) if row["answered_at"] else None,
+        answered_by=row["answered_by"] or "",
     )

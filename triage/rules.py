@@ -50,6 +50,13 @@ Conditions (several keys in one ``match`` mapping must all hold):
 Everything is checked at load time; a file that does not hold is refused with a
 :class:`~triage.errors.RulesError` naming the file, the line and what was expected.
 
+Rules run on mail anyone can send, so a rule must not be a way to freeze the daemon:
+regexes are compiled with RE2, whose matching time grows linearly with the text
+(``/(a+)+$/`` is harmless; backreferences and lookarounds, which RE2 lacks, are refused
+with their line); YAML aliases are refused (an "alias bomb" expands a few lines into
+billions of nodes); a file over :data:`MAX_FILE_BYTES` or with more than
+:data:`MAX_RULES` rules is refused before it is built.
+
 Other modules own other top-level sections of the same file (notification targets,
 digest schedules). They register a loader once, at import time of their module::
 
@@ -84,6 +91,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
+import re2
 import yaml
 from yaml.constructor import SafeConstructor
 
@@ -94,6 +102,13 @@ from triage.verdict import Action, Verdict
 
 DEFAULT_PATH = "rules.yaml"
 VERSION = 1
+
+# Limits that keep a mistaken or hostile file from costing minutes and gigabytes: the
+# shipped rules.yaml is 12 kB with a few dozen rules.
+MAX_FILE_BYTES = 1_000_000
+MAX_RULES = 1_000
+# RE2's own memory budget per compiled pattern (its default is 8 MB).
+MAX_REGEX_MEMORY = 8 << 20
 
 # How the seller hears of a mail; a rule choosing one of these replaces the others.
 NOTIFY_KINDS: tuple[str, ...] = ("alert", "digest", "ignore")
@@ -254,12 +269,26 @@ class Facts:
 # --- patterns --------------------------------------------------------------------------
 
 
+def compile_regex(expression: str) -> Any:
+    """A case-insensitive RE2 pattern; raises :class:`ValueError` with RE2's reason."""
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # the refusal is ours to report, with the file and line
+    options.max_mem = MAX_REGEX_MEMORY
+    try:
+        return re2.compile(expression, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(str(reason)) from exc
+
+
 @dataclass(frozen=True)
 class Pattern:
     """A case-insensitive substring, or a regex written ``/.../`` or ``regex:...``."""
 
     source: str
-    regex: re.Pattern[str] | None = None
+    # An RE2 pattern (``re2._Regexp``, which the package does not export for typing).
+    regex: Any = None
 
     @classmethod
     def build(cls, node: Node) -> Pattern:
@@ -268,9 +297,13 @@ class Pattern:
         if expression is None:
             return cls(source)
         try:
-            return cls(source, re.compile(expression, re.IGNORECASE))
-        except re.error as exc:
-            raise node.error(f"bad regex {source!r}: {exc}") from exc
+            return cls(source, compile_regex(expression))
+        except ValueError as exc:
+            hint = ""
+            if re.search(r"\\[1-9]|\(\?<?[=!]", expression):
+                hint = " (backreferences and lookarounds are not supported: they can take " \
+                       "exponential time on hostile mail)"
+            raise node.error(f"bad regex {source!r}: {exc}{hint}") from exc
 
     def search(self, text: str) -> bool:
         if self.regex is not None:
@@ -294,7 +327,7 @@ class SenderPattern:
     """An address or domain compared whole, a glob, or a regex."""
 
     source: str
-    regex: re.Pattern[str] | None = None
+    regex: Any = None
 
     @classmethod
     def build(cls, node: Node) -> SenderPattern:
@@ -913,6 +946,18 @@ class SectionContext:
         raise RulesError(self.path, self.line_of(path), reason)
 
 
+Check = Callable[["Rules"], list[str]]
+
+_CHECKS: list[Check] = []
+
+
+def register_check(check: Check) -> None:
+    """Let a module add warnings to ``check-rules`` about a file that loads (a route to
+    a tag no target has): ``check(rules) -> [warning, ...]``."""
+    if check not in _CHECKS:
+        _CHECKS.append(check)
+
+
 def _load_section(loader: SectionLoader, key: str, node: Node | None, path: str) -> Any:
     ctx = SectionContext(path, key, node)
     try:
@@ -982,6 +1027,13 @@ class Rules:
 def load_rules(path: str | Path) -> Rules:
     """Read and check a rules file; refuses it with :class:`RulesError`. Pure: no globals kept."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RulesError(
+                str(path), None,
+                f"too large: {size:,} bytes (the limit is {MAX_FILE_BYTES:,}); "
+                "a rules file holds a few dozen rules",
+            )
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
@@ -1000,8 +1052,14 @@ def parse_rules(
     if sections is None:
         _import_section_modules()
         sections = dict(_SECTIONS)
+    if len(text) > MAX_FILE_BYTES:
+        raise RulesError(path, None, f"too large: {len(text):,} characters "
+                                     f"(the limit is {MAX_FILE_BYTES:,})")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_NoAliasLoader)
+    except _AliasRefused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise RulesError(path, line, str(exc.problem)) from exc
     except yaml.MarkedYAMLError as exc:
         raise RulesError(path, *_yaml_problem(exc)) from exc
     except yaml.YAMLError as exc:
@@ -1009,6 +1067,23 @@ def parse_rules(
     if root is None:
         raise RulesError(path, None, f"empty file (expected 'version: {VERSION}' and 'rules:')")
     return _build(Node(root, path), sections)
+
+
+class _AliasRefused(yaml.MarkedYAMLError):
+    pass
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` is refused where it stands, before it can expand."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(
+                problem="aliases (*name) are not allowed in a rules file; write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError) -> tuple[int | None, str]:
@@ -1030,7 +1105,10 @@ def _build(top: Node, loaders: Mapping[str, SectionLoader]) -> Rules:
     version = found["version"]
     if version.node.value != str(VERSION) or version.node.tag != "tag:yaml.org,2002:int":
         raise version.error(f"unsupported version (expected {VERSION})")
-    rules = tuple(Rule.build(item) for item in found["rules"].items()) if "rules" in found else ()
+    items = found["rules"].items() if "rules" in found else []
+    if len(items) > MAX_RULES:
+        raise items[MAX_RULES].error(f"too many rules: {len(items):,} (the limit is {MAX_RULES:,})")
+    rules = tuple(Rule.build(item) for item in items)
     _refuse_duplicate_names(rules, found.get("rules"))
     defaults = Defaults.build(found["defaults"]) if "defaults" in found else Defaults()
     sections = {
@@ -1056,4 +1134,7 @@ def check_command(args: argparse.Namespace) -> int:
         print(exc)
         return 1
     print(f"{path}: OK ({len(rules)} rule{'' if len(rules) == 1 else 's'})")
+    for check in _CHECKS:
+        for warning in check(rules):
+            print(f"{path}: warning: {warning}")
     return 0

@@ -6,7 +6,9 @@ environment or a mounted file and are masked wherever settings are shown.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,14 +16,32 @@ from typing import Any
 
 import yaml
 
+from triage import providers, resources
 from triage.errors import ConfigError
 
-SECURITY_MODES = ("tls", "starttls", "none")
+SECURITY_MODES = providers.SECURITY_MODES
+AUTH_METHODS = providers.AUTH_METHODS
+# What ``triage login`` saves in the state folder (mode 0600): the token endpoint, the
+# client and the refresh token, so the daemon needs no OAuth variables after it.
+LOGIN_FILE = "oauth-login.json"
 
 
 def mask(secret: str) -> str:
     """What to show instead of a secret: never any of its characters."""
     return "****" if secret else ""
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """How to get IMAP access tokens: a refresh token traded at the token endpoint."""
+
+    token_url: str
+    client_id: str
+    refresh_token: str = field(repr=False)
+    client_secret: str = field(default="", repr=False)
+    scope: str = ""
+    # Where the access token and a rotated refresh token are kept (mode 0600).
+    cache_path: Path = Path("oauth-token.json")
 
 
 @dataclass(frozen=True)
@@ -44,6 +64,9 @@ class ImapSettings:
     max_fetch_bytes: int = 256 * 1024
     # Names the account in the state database, logs and metrics; user@host when unset.
     name: str = ""
+    # "password" (LOGIN) or "oauth2" (XOAUTH2 with an access token from ``oauth``).
+    auth: str = "password"
+    oauth: OAuthSettings | None = None
 
     @property
     def account(self) -> str:
@@ -51,6 +74,8 @@ class ImapSettings:
 
     def describe(self) -> str:
         where = f"{self.user}@{self.host}:{self.port} ({self.security})"
+        if self.auth == "oauth2":
+            return f"{where}, OAuth2"
         return f"{where}, password {mask(self.password)}"
 
 
@@ -112,8 +137,30 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part for part in value.replace(",", " ").split() if part)
 
 
+def _preset(env: Mapping[str, str]) -> dict[str, str]:
+    """The ``TRIAGE_IMAP_*`` defaults of ``TRIAGE_IMAP_PROVIDER``; set variables win."""
+    name = env.get("TRIAGE_IMAP_PROVIDER", "")
+    if not name:
+        return {}
+    preset = providers.preset(name)
+    values = {
+        "TRIAGE_IMAP_HOST": preset.host,
+        "TRIAGE_IMAP_PORT": str(preset.port),
+        "TRIAGE_IMAP_SECURITY": preset.security,
+        "TRIAGE_IMAP_AUTH": preset.auth,
+    }
+    # Not the junk folder's name: servers mark it (SPECIAL-USE) and a name that differs
+    # by language or account type would stop the daemon; `triage doctor` suggests it.
+    return {key: value for key, value in values.items() if value}
+
+
+def state_dir_from_env(env: Mapping[str, str]) -> Path:
+    return Path(env.get("TRIAGE_STATE_DIR") or Path.home() / ".local/state/triage")
+
+
 def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
-    """IMAP settings, or None when no host is configured (the embedded demo then runs)."""
+    """IMAP settings, or None when no host is configured (``triage run`` then refuses)."""
+    env = {**_preset(env), **{k: v for k, v in env.items() if v != ""}}
     host = env.get("TRIAGE_IMAP_HOST", "")
     if not host:
         return None
@@ -123,8 +170,13 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         raise ConfigError(f"TRIAGE_IMAP_SECURITY must be one of {choices}, got {security!r}")
     user = env.get("TRIAGE_IMAP_USER", "")
     if not user:
-        raise ConfigError("TRIAGE_IMAP_USER is required when TRIAGE_IMAP_HOST is set")
+        raise ConfigError("TRIAGE_IMAP_USER (your e-mail address) is required with a mailbox")
     default_port = 993 if security == "tls" else 143
+    auth = env.get("TRIAGE_IMAP_AUTH", "password").lower()
+    if auth not in AUTH_METHODS:
+        choices = ", ".join(AUTH_METHODS)
+        raise ConfigError(f"TRIAGE_IMAP_AUTH must be one of {choices}, got {auth!r}")
+    name = env.get("TRIAGE_ACCOUNT_NAME", "")
     return ImapSettings(
         host=host,
         user=user,
@@ -140,14 +192,76 @@ def imap_from_env(env: Mapping[str, str]) -> ImapSettings | None:
         max_connections=_int(env, "TRIAGE_IMAP_MAX_CONNECTIONS", 2),
         backfill_days=_int(env, "TRIAGE_BACKFILL_DAYS", 30),
         history_grace_hours=_int(env, "TRIAGE_HISTORY_GRACE_HOURS", 24),
-        name=env.get("TRIAGE_ACCOUNT_NAME", ""),
+        name=name,
+        auth=auth,
+        oauth=oauth_from_env(env, name or f"{user}@{host}") if auth == "oauth2" else None,
+    )
+
+
+def _login_file(env: Mapping[str, str]) -> dict[str, str]:
+    """What ``triage login`` saved, or nothing."""
+    path = state_dir_from_env(env) / LOGIN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the saved login ({exc}); "
+                          "run `triage login` again") from exc
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """The app registration ``triage login`` signs in with, and where it saves the result."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str
+    state_dir: Path
+
+
+def oauth_client_from_env(env: Mapping[str, str] | None = None) -> OAuthClient:
+    """``TRIAGE_OAUTH_CLIENT_ID``, ``..._CLIENT_SECRET[_FILE]``, ``..._SCOPE``, the state dir."""
+    env = os.environ if env is None else env
+    return OAuthClient(
+        client_id=env.get("TRIAGE_OAUTH_CLIENT_ID", ""),
+        client_secret=_read_secret(env, "TRIAGE_OAUTH_CLIENT_SECRET"),
+        scope=env.get("TRIAGE_OAUTH_SCOPE", ""),
+        state_dir=state_dir_from_env(env),
+    )
+
+
+def oauth_from_env(env: Mapping[str, str], account: str) -> OAuthSettings:
+    """``TRIAGE_OAUTH_*``, else what ``triage login`` saved in the state folder."""
+    saved = _login_file(env)
+    token_url = env.get("TRIAGE_OAUTH_TOKEN_URL") or saved.get("token_url", "")
+    client_id = env.get("TRIAGE_OAUTH_CLIENT_ID") or saved.get("client_id", "")
+    refresh = _read_secret(env, "TRIAGE_OAUTH_REFRESH_TOKEN") or saved.get("refresh_token", "")
+    missing = [name for name, value in (("TRIAGE_OAUTH_TOKEN_URL", token_url),
+                                        ("TRIAGE_OAUTH_CLIENT_ID", client_id),
+                                        ("TRIAGE_OAUTH_REFRESH_TOKEN", refresh)) if not value]
+    if missing:
+        raise ConfigError(
+            f"TRIAGE_IMAP_AUTH=oauth2 needs {', '.join(missing)}: "
+            "run `triage login --provider microsoft|google`, or set them"
+        )
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", account)
+    return OAuthSettings(
+        token_url=token_url,
+        client_id=client_id,
+        refresh_token=refresh,
+        client_secret=_read_secret(env, "TRIAGE_OAUTH_CLIENT_SECRET")
+        or saved.get("client_secret", ""),
+        scope=env.get("TRIAGE_OAUTH_SCOPE") or saved.get("scope", ""),
+        cache_path=state_dir_from_env(env) / f"oauth-token-{slug}.json",
     )
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises :class:`ConfigError` with the variable's name."""
     env = os.environ if env is None else env
-    state_dir = Path(env.get("TRIAGE_STATE_DIR") or Path.home() / ".local/state/triage")
+    state_dir = state_dir_from_env(env)
     return Settings(
         imap=imap_from_env(env),
         notify=NotifySettings(
@@ -156,7 +270,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             timezone=env.get("TRIAGE_TIMEZONE", "UTC"),
         ),
         state_dir=state_dir,
-        rules_path=Path(env.get("TRIAGE_RULES") or default_rules_path()),
+        rules_path=rules_path_from_env(env),
         trusted_authserv_ids=_split(env.get("TRIAGE_TRUSTED_AUTHSERV_IDS", "")),
         ops=ops_from_env(env),
         more_accounts=accounts_from_file(env.get("TRIAGE_SETTINGS_FILE"), env),
@@ -167,11 +281,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
 # Settings-file keys of an account and the environment variable each stands for, so
 # one validation serves both (a file entry is read as if it were the environment).
 ACCOUNT_KEYS = {
+    "provider": "TRIAGE_IMAP_PROVIDER",
     "host": "TRIAGE_IMAP_HOST",
     "port": "TRIAGE_IMAP_PORT",
     "user": "TRIAGE_IMAP_USER",
     "password_file": "TRIAGE_IMAP_PASSWORD_FILE",
     "security": "TRIAGE_IMAP_SECURITY",
+    "auth": "TRIAGE_IMAP_AUTH",
     "verify": "TRIAGE_IMAP_VERIFY",
     "ca_file": "TRIAGE_IMAP_CA_FILE",
     "folders": "TRIAGE_IMAP_FOLDERS",
@@ -181,6 +297,11 @@ ACCOUNT_KEYS = {
     "max_connections": "TRIAGE_IMAP_MAX_CONNECTIONS",
     "backfill_days": "TRIAGE_BACKFILL_DAYS",
     "history_grace_hours": "TRIAGE_HISTORY_GRACE_HOURS",
+    "oauth_token_url": "TRIAGE_OAUTH_TOKEN_URL",
+    "oauth_client_id": "TRIAGE_OAUTH_CLIENT_ID",
+    "oauth_client_secret_file": "TRIAGE_OAUTH_CLIENT_SECRET_FILE",
+    "oauth_scope": "TRIAGE_OAUTH_SCOPE",
+    "oauth_refresh_token_file": "TRIAGE_OAUTH_REFRESH_TOKEN_FILE",
 }
 
 
@@ -222,6 +343,8 @@ def _account(entry: Any, where: str, env: Mapping[str, str]) -> ImapSettings:
         key = sorted(unknown)[0]
         raise ConfigError(f"{where}: unknown key {key!r} (expected one of: {allowed})")
     values = {ACCOUNT_KEYS[k]: _plain(v) for k, v in entry.items() if k in ACCOUNT_KEYS}
+    if env.get("TRIAGE_STATE_DIR"):
+        values["TRIAGE_STATE_DIR"] = env["TRIAGE_STATE_DIR"]
     if "password_env" in entry:
         values["TRIAGE_IMAP_PASSWORD"] = env.get(str(entry["password_env"]), "")
     try:
@@ -241,19 +364,22 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
 def default_rules_path() -> Path:
     """rules.yaml in the working directory, else the default policy shipped with triage."""
     local = Path("rules.yaml")
-    return local if local.exists() else PROJECT_ROOT / "rules.yaml"
+    return local if local.exists() else resources.default_rules_path()
+
+
+def rules_path_from_env(env: Mapping[str, str] | None = None) -> Path:
+    """``TRIAGE_RULES``, else :func:`default_rules_path`: the same for every command."""
+    env = os.environ if env is None else env
+    return Path(env.get("TRIAGE_RULES") or default_rules_path())
 
 
 def default_model_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``TRIAGE_MODEL_DIR``, else the ``models/`` folder shipped beside the package."""
+    """``TRIAGE_MODEL_DIR``, else the model shipped inside the package."""
     env = os.environ if env is None else env
-    return Path(env.get("TRIAGE_MODEL_DIR") or PROJECT_ROOT / "models")
+    return Path(env.get("TRIAGE_MODEL_DIR") or resources.default_model_dir())
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -296,4 +422,6 @@ def secrets_from_env(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     env = os.environ if env is None else env
     password = _read_secret(env, "TRIAGE_IMAP_PASSWORD")
     urls = _split(_read_secret(env, "TRIAGE_NOTIFY_URLS"))
-    return tuple(value for value in (password, *urls) if value)
+    oauth = (_read_secret(env, "TRIAGE_OAUTH_REFRESH_TOKEN"),
+             _read_secret(env, "TRIAGE_OAUTH_CLIENT_SECRET"))
+    return tuple(value for value in (password, *urls, *oauth) if value)

@@ -13,11 +13,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from triage.errors import StateError
+
 _SCHEMAS: list[str] = []
 
 # Modules that declare tables. They are imported before the first open so every table
 # exists whichever module happened to open the database first.
-STATEFUL_MODULES = ("triage.sync", "triage.notify", "triage.digest", "triage.replyclock")
+STATEFUL_MODULES = (
+    "triage.sync", "triage.notify", "triage.digest", "triage.replyclock", "triage.corrections",
+)
 
 
 def register_schema(ddl: str) -> None:
@@ -31,11 +35,18 @@ class Database:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise StateError(
+                f"cannot open the state database {self.path}: {reason} "
+                "(TRIAGE_STATE_DIR must name a folder triage may create and write)"
+            ) from exc
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         for name in STATEFUL_MODULES:

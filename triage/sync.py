@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from triage import metrics
+from triage import corrections, metrics
+from triage.corrections import Recall
 from triage.decoder import Decoder
 from triage.errors import TriageError
 from triage.message import Message, parse
 from triage.settings import ImapSettings
 from triage.state import Database, register_schema
+from triage.trust import presents_as_amazon
 from triage.verdict import Action, Verdict
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ STAGES: tuple[str, ...] = ("fetched", "decided", "acted", "committed")
 
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
+# replyclock.NO_RESPONSE_KEYWORD, lower-cased: the seller's "no response needed".
+NO_RESPONSE_NEEDED = "$noresponseneeded"
 SUMMARY_CHARS = 280
 BODY_PREFIX = 2048
 
@@ -98,7 +102,7 @@ class MailboxLike(Protocol):
 class PipelineLike(Protocol):
     def decide(
         self, messages: Sequence[Message], folder: str, role: str,
-        predictions: Sequence[Any] | None = None,
+        predictions: Sequence[Any] | None = None, corrections: Any = None,
     ) -> list[Verdict]: ...
 
 
@@ -125,6 +129,11 @@ class Notifier(Protocol):
         ...
 
     def mark_answered(
+        self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
+    ) -> None:
+        ...
+
+    def mark_no_response(
         self, conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime
     ) -> None:
         ...
@@ -206,9 +215,10 @@ def fingerprint(message: Message, raw: bytes = b"") -> str:
     if mid:
         return f"mid:{mid}"
     digest = hashlib.sha256()
-    if message.error:
-        # Nothing parsed: the raw bytes are all that identifies it.
-        digest.update(raw[:BODY_PREFIX * 4])
+    if message.error or not (message.date or message.subject or message.text.strip()):
+        # Nothing parsed, or a fragment with no date, subject or text: the raw bytes are
+        # all that identifies it (two such fragments must not merge into one row).
+        digest.update(raw)
     else:
         when = message.date.isoformat() if message.date else ""
         for part in (message.sender_address, when, message.subject, message.text[:BODY_PREFIX]):
@@ -233,13 +243,24 @@ def _summary(text: str) -> str:
 T = TypeVar("T")
 
 
+def _subject_of(message: Message) -> str:
+    return f"{message.sender_address or 'unknown sender'}: {message.subject or '(no subject)'}"
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def unreadable_verdict(error: str) -> Verdict:
-    """What a message that could not be parsed is recorded as: no alert, no action."""
+def unreadable_verdict(error: str, message: Message | None = None) -> Verdict:
+    """What a message that could not be read is recorded as: never acted on in the
+    mailbox, and never silent. It shows in the digest as "could not read" with its
+    sender and subject; when it presents as Amazon (sender, name or subject), it may
+    be a claim or a suspension, so it is pushed at once, as critical."""
+    if message is not None and presents_as_amazon(message)[0]:
+        return Verdict(type="other", severity="critical", confidence=0.0, decided_by="error",
+                       error=error, reasons=["could not read a mail that presents as Amazon"],
+                       actions=[Action("alert")])
     return Verdict(type="other", severity="low", confidence=0.0, decided_by="error", error=error)
 
 
@@ -336,6 +357,8 @@ class Syncer:
         self.out = out
         self.clock = clock or (lambda: datetime.now(UTC))
         self.should_stop = should_stop or (lambda: False)
+        self._recall_version: tuple[int, int] | None = None
+        self._recall: Recall | None = None
 
     # Public API ------------------------------------------------------------------------
 
@@ -457,25 +480,36 @@ class Syncer:
         readable = [i for i in items if not i.message.error]
         for item in items:
             if item.message.error:
-                item.verdict = unreadable_verdict(item.message.error)
+                item.verdict = unreadable_verdict(item.message.error, item.message)
         if not readable:
             return
         messages = [i.message for i in readable]
+        extra = self._corrections()
         try:
             if self.decoder is not None:
                 verdicts = self.pipeline.decide(messages, folder.name, folder.role,
-                                                predictions=[i.prediction for i in readable])
+                                                predictions=[i.prediction for i in readable],
+                                                **extra)
             else:
-                verdicts = self.pipeline.decide(messages, folder.name, folder.role)
+                verdicts = self.pipeline.decide(messages, folder.name, folder.role, **extra)
         except TriageError as exc:
             log.warning("%s: deciding a batch failed (%s); deciding one by one", folder.name, exc)
-            verdicts = [self._decide_one(folder, i.message) for i in readable]
+            verdicts = [self._decide_one(folder, i.message, extra) for i in readable]
         for item, verdict in zip(readable, verdicts, strict=True):
             item.verdict = verdict
 
-    def _decide_one(self, folder: FolderLike, message: Message) -> Verdict:
+    def _corrections(self) -> dict[str, Any]:
+        """``corrections=`` the account's active ones, loaded again only when they changed;
+        nothing when there are none."""
+        seen = corrections.version(self.db, self.account)
+        if seen != self._recall_version:
+            self._recall_version = seen
+            self._recall = Recall.load(self.db, self.account) or None
+        return {"corrections": self._recall} if self._recall else {}
+
+    def _decide_one(self, folder: FolderLike, message: Message, extra: dict[str, Any]) -> Verdict:
         try:
-            return self.pipeline.decide([message], folder.name, folder.role)[0]
+            return self.pipeline.decide([message], folder.name, folder.role, **extra)[0]
         except TriageError as exc:
             return unreadable_verdict(f"could not decide: {exc}")
 
@@ -485,8 +519,8 @@ class Syncer:
         moves: dict[tuple[str, str], list[int]] = {}
         for item in items:
             verdict = item.verdict
-            if verdict is None or verdict.error:
-                continue
+            if verdict is None or (verdict.error and not self.dry_run):
+                continue  # an unreadable mail is never moved or flagged
             for action in verdict.actions:
                 line = (f"{folder} uid {item.uid}: {verdict.type}/{verdict.severity}: "
                         f"{action.describe()}")
@@ -494,6 +528,9 @@ class Syncer:
                     report.actions.append(line)
                     if self.dry_run:
                         self.out(line)
+                elif self.dry_run and action.kind in ("alert", "digest") and not item.history:
+                    # What the seller would hear: pushed now, or in the next digest.
+                    self.out(f"{line} ({_subject_of(item.message)})")
         if self.dry_run:
             return
         if flags:
@@ -551,7 +588,8 @@ class Syncer:
                 assert item.verdict is not None
                 if item.verdict.error:
                     report.errors += 1
-                    continue
+                    if not any(a.kind == "alert" for a in item.verdict.actions):
+                        continue
                 self.notifier.after_verdict(conn, row_id, item.message, item.verdict,
                                             history=item.history, now=now)
             _save_folder(conn, state)
@@ -628,9 +666,19 @@ class Syncer:
             return
         flags = self.mailbox.flags(state.folder, [r.uid for r in rows])
         answered = [r.message_row for r in rows if ANSWERED in flags.get(r.uid, ())]
-        if answered:
+        # Compared without case: mail clients differ in how they spell a keyword.
+        unneeded = [
+            r.message_row
+            for r in rows
+            if NO_RESPONSE_NEEDED in {f.lower() for f in flags.get(r.uid, ())}
+            and r.message_row not in answered
+        ]
+        if answered or unneeded:
             with self.db.transaction() as conn:
-                self.notifier.mark_answered(conn, answered, self.clock())
+                if answered:
+                    self.notifier.mark_answered(conn, answered, self.clock())
+                if unneeded:
+                    self.notifier.mark_no_response(conn, unneeded, self.clock())
 
     def _stage(self, stage: str) -> None:
         if self.hook is not None:

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupKFold
 
-from triage import taxonomy
+from triage import resources, taxonomy
 from triage.errors import ModelError
 from triage.message import Message, parse
 from triage.model import (
@@ -49,7 +49,7 @@ from triage.model import (
     decide,
     save,
 )
-from triage.settings import PROJECT_ROOT, default_model_dir
+from triage.settings import default_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ CRITICAL_RECALL_GOAL = 1.0
 # false alarms (such mail is mostly marked possibly critical anyway: see the card).
 RECALL_SLACK = 0.01
 SURE_LEVEL = 0.5  # a critical said below this probability is "possibly critical"
-HELDOUT_DIR = PROJECT_ROOT / "models" / "heldout"
+HELDOUT_DIR = resources.data_dir() / "models" / "heldout"
 
 
 def new_vectorizers() -> dict[str, TfidfVectorizer]:
@@ -429,9 +429,17 @@ def _by_lang(truth: Labelled, scored: Sequence[Scored], threshold: float) -> dic
 
 
 def train(
-    corpus_dir: Path, out_dir: Path, folds: int = 5, heldout_dir: Path | None = HELDOUT_DIR
+    corpus_dir: Path,
+    out_dir: Path,
+    folds: int = 5,
+    heldout_dir: Path | None = HELDOUT_DIR,
+    extra_samples: Sequence[tuple[Message, str, str, str]] = (),
 ) -> TrainReport:
-    """Score on held-out families and mail, fit on everything, write model, metadata, card."""
+    """Score on held-out families and mail, fit on everything, write model, metadata, card.
+
+    ``extra_samples`` (message, type, severity, family), e.g. a seller's corrections,
+    join the final fit only: the held-out scores stay those of the corpus.
+    """
     started = time.perf_counter()
     corpus = read_corpus(Path(corpus_dir))
     heldout = read_folder(heldout_dir) if heldout_dir else None
@@ -441,7 +449,13 @@ def train(
         raise ModelError(f"need at least {folds} families for {folds} folds, found {families}")
     cv = _held_out(corpus, folds)
     evaluated = time.perf_counter()
-    final = fit(corpus.messages, corpus.types, corpus.severities, corpus.groups)
+    extra = list(zip(*extra_samples, strict=True)) or [(), (), (), ()]
+    final = fit(
+        [*corpus.messages, *extra[0]],
+        [*corpus.types, *extra[1]],
+        [*corpus.severities, *extra[2]],
+        [*corpus.groups, *extra[3]],
+    )
     sets: list[tuple[Labelled, Sequence[Scored]]] = [(corpus, cv)]
     heldout_scored: list[Scored] = []
     if heldout is not None and heldout.messages:

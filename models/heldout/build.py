@@ -7,9 +7,16 @@ rerun reproduces the committed files byte for byte.
 
     python models/heldout/build.py
 
+Sheets come in two sets: ``sheets/*.txt`` (the first set, ``base``) and
+``sheets/wording/*.txt`` (``wording``: kinds of wording read in real Amazon mail, written apart
+from the first set and from the training corpus; its files are named ``w-...``).
+``labels.csv`` says which set a mail is in.
+
 Sheet format: an entry starts with ``@@ <type> <severity> <lang> <format> [key=value ...]``
-(format: text, qp, b64, html, html-b64, alt, alt-b64), then its headers, a blank line and the
-body. Keys: ``kind=phishing``, ``auth=pass|own|fail|lower|ses|none|softfail``,
+(format: text, qp, b64, html, html-b64, alt, alt-b64, fwd), then its headers, a blank line and the
+body. ``fwd`` is a forwarded copy sent as an attachment: the body is the forwarder's note, a line
+``--- attached ---``, then the attached message's own headers, a blank line and its body.
+Keys: ``kind=phishing``, ``auth=pass|own|fail|lower|ses|none|softfail``,
 ``year=YYYY``. Placeholders: ``{oid}``, ``{oid2}``, ``{asin}``, ``{fba}``,
 ``{alias}``, ``{date}``, ``{amount}`` (filled per mail from the seeded generator).
 """
@@ -30,6 +37,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SHEETS = HERE / "sheets"
+SETS = {"base": SHEETS, "wording": SHEETS / "wording"}
+FILE_PREFIX = {"base": "", "wording": "w-"}
+ATTACHED = re.compile(r"^--- attached ---$", re.MULTILINE)
 MAIL = HERE / "mail"
 LABELS = HERE / "labels.csv"
 
@@ -104,6 +114,7 @@ class Entry:
     body: str
     options: dict[str, str] = field(default_factory=dict)
     file: str = ""
+    set: str = "base"
 
     @property
     def kind(self) -> str:
@@ -112,11 +123,14 @@ class Entry:
 
 def read_sheets() -> list[Entry]:
     entries: list[Entry] = []
-    for sheet in sorted(SHEETS.glob("*.txt")):
-        text = sheet.read_text(encoding="utf-8")
-        chunks = ENTRY.split(text)[1:]
-        for meta, raw in zip(chunks[::2], chunks[1::2], strict=True):
-            entries.append(entry(meta, raw.strip("\n")))
+    for name, folder in SETS.items():
+        for sheet in sorted(folder.glob("*.txt")):
+            text = sheet.read_text(encoding="utf-8")
+            chunks = ENTRY.split(text)[1:]
+            for meta, raw in zip(chunks[::2], chunks[1::2], strict=True):
+                e = entry(meta, raw.strip("\n"))
+                e.set = name
+                entries.append(e)
     return entries
 
 
@@ -133,7 +147,7 @@ def entry(meta: str, raw: str) -> Entry:
 def name_files(entries: list[Entry]) -> None:
     counts: dict[str, int] = {}
     for e in entries:
-        stem = f"{'phish-' if e.kind else ''}{e.lang}-{e.type}-{e.severity}"
+        stem = f"{FILE_PREFIX[e.set]}{'phish-' if e.kind else ''}{e.lang}-{e.type}-{e.severity}"
         counts[stem] = counts.get(stem, 0) + 1
         e.file = f"{stem}-{counts[stem]:02d}.eml"
 
@@ -321,6 +335,9 @@ def fold(value: str) -> str:
 
 
 def put_body(msg: EmailMessage, body: str, fmt: str, amazon: bool) -> None:
+    if fmt == "fwd":
+        attach_forward(msg, body)
+        return
     html = to_html(body, amazon)
     if fmt == "text":
         msg.set_content(body, cte="8bit" if not body.isascii() else "7bit")
@@ -342,6 +359,22 @@ def put_body(msg: EmailMessage, body: str, fmt: str, amazon: bool) -> None:
         raise ValueError(f"unknown format {fmt!r}")
 
 
+def attach_forward(msg: EmailMessage, body: str) -> None:
+    """The forwarder's note, with the forwarded mail attached whole (message/rfc822)."""
+    parts = ATTACHED.split(body, maxsplit=1)
+    if len(parts) != 2:
+        raise ValueError("a fwd entry needs a '--- attached ---' line")
+    note, attached = parts
+    msg.set_content(note.rstrip() + "\n", cte="quoted-printable")
+    head, _, inner_body = attached.strip("\n").partition("\n\n")
+    inner = EmailMessage()
+    for line in head.splitlines():
+        name, _, value = line.partition(":")
+        inner[name.strip()] = value.strip()
+    inner.set_content(inner_body.rstrip() + "\n", cte="quoted-printable")
+    msg.add_attachment(inner, filename="forwarded.eml")
+
+
 def main() -> None:
     entries = read_sheets()
     name_files(entries)
@@ -350,11 +383,11 @@ def main() -> None:
         old.unlink()
     with LABELS.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["file", "type", "severity", "lang", "genuine", "kind"])
+        writer.writerow(["file", "type", "severity", "lang", "genuine", "kind", "set"])
         for e in entries:
             (MAIL / e.file).write_bytes(render(e))
             genuine = "false" if e.kind == "phishing" else "true"
-            writer.writerow([e.file, e.type, e.severity, e.lang, genuine, e.kind])
+            writer.writerow([e.file, e.type, e.severity, e.lang, genuine, e.kind, e.set])
     print(f"{len(entries)} mails written to {MAIL}")
 
 
