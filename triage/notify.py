@@ -47,8 +47,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from triage import deadline, performance, replyclock
 from triage import digest as digests
-from triage import performance, replyclock
 from triage.document import Document, Group, Inline, Link, Section, render
 from triage.errors import ConfigError, NotifyError, RulesError
 from triage.message import Message
@@ -92,7 +92,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CLAIM_DAYS = {"A-to-z claim": 3, "Chargeback": 7}
 CONFIRMATION_TYPES = ("BBC_MESSAGE_CONFIRMATION_TO_MERCHANT",)
 BUYER_MESSAGE_TYPES = ("BBC_MESSAGE_SENT_TO_MERCHANT",)
 SENT_COPY = re.compile(r"\b(message sent|sent message|your message to)\b", re.IGNORECASE)
@@ -285,82 +284,14 @@ def _open_clock(
     )
 
 
-DEADLINE_CHARS = 6000
-# A date the mail itself gives: "respond by November 26, 2025", "before 26/11/2025".
-DEADLINE_TEXT = re.compile(
-    r"\b(?:respond|response|reply|appeal|provide|submit|act|verify)\b[^.\n]{0,80}?"
-    r"\b(?:by|before|no later than|until)\s+(?:\w+day,?\s+)?"
-    r"(?P<date>\w+\.? \d{1,2},? \d{4}|\d{1,2} \w+\.? \d{4}|\d{4}-\d{2}-\d{2})",
-    re.IGNORECASE,
-)
-WITHIN_DAYS = re.compile(
-    r"\b(?:respond|response|reply|appeal)\b[^.\n]{0,60}?\bwithin\s+(?P<n>\d{1,2})\s+days?\b",
-    re.IGNORECASE,
-)
-DATE_FORMATS = (
-    "%B %d, %Y",
-    "%B %d %Y",
-    "%b %d, %Y",
-    "%b %d %Y",
-    "%d %B %Y",
-    "%d %b %Y",
-    "%Y-%m-%d",
-)
-
-
-def claim_label(sender: str, subject: str, notification_type: str = "") -> str:
-    """``A-to-z claim``, ``Chargeback`` or ``Claim``, from the sender and subject."""
-    blob = f"{sender} {subject} {notification_type}".lower()
-    if "atoz" in blob or "a-to-z" in blob or "a_z_claim" in blob:
-        return "A-to-z claim"
-    if "chargeback" in blob or sender.lower().startswith("cb-"):
-        return "Chargeback"
-    return "Claim"
-
-
-def find_deadline(message: Message, verdict: Verdict, received: datetime) -> datetime | None:
-    """The date by which the seller must act: the mail's own, else Amazon's usual terms."""
-    if verdict.type == "buyer_message":
-        return received + replyclock.REPLY_WINDOW
-    if verdict.severity not in ("critical", "high"):
-        return None  # nothing the seller must act on by a date
-    # Amazon states the deadline near the top; the rest is help text and footers.
-    text = f"{message.subject}\n{message.text[:DEADLINE_CHARS]}"
-    match = DEADLINE_TEXT.search(text)
-    if match:
-        given = _parse_date(match["date"])
-        if given is not None:
-            return given
-    match = WITHIN_DAYS.search(text)
-    if match:
-        return received + timedelta(days=int(match["n"]))
-    if verdict.type == "claim" and verdict.severity == "critical":
-        label = claim_label(message.sender_address, message.subject, message.notification_type)
-        if label in CLAIM_DAYS:
-            return received + timedelta(days=CLAIM_DAYS[label])
-    return None
-
-
-def _parse_date(text: str) -> datetime | None:
-    text = " ".join(text.replace(".", "").split())
-    for fmt in DATE_FORMATS:
-        try:
-            parsed = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        # The end of the day named: Amazon counts the whole day.
-        return parsed.replace(hour=23, minute=59, tzinfo=UTC)
-    return None
-
-
 def _record_deadline(
     conn: sqlite3.Connection, row_id: int, message: Message, verdict: Verdict, received: datetime
 ) -> None:
-    deadline = find_deadline(message, verdict, received)
-    if deadline is not None:
+    found = deadline.find_deadline(message, verdict, received)
+    if found is not None:
         conn.execute(
             "UPDATE messages SET deadline = ? WHERE id = ? AND deadline IS NULL",
-            (deadline.isoformat(), row_id),
+            (found.isoformat(), row_id),
         )
 
 
@@ -463,7 +394,7 @@ def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
         return f"Could not read a mail from {sender}: check Seller Central (not its links)"
     name = HEADLINES[entry.type]
     if entry.type == "claim":
-        name = claim_label(entry.sender, entry.subject)
+        name = deadline.claim_label(entry.sender, entry.subject)
     on_order = f" on order {entry.order_id}" if entry.order_id else ""
     if entry.deadline is not None:
         return f"{name}{on_order}: {digests.deadline_phrase(entry.deadline, now, tz)}"
