@@ -10,9 +10,9 @@ import pytest
 from receivers import record
 
 from triage import chat, digest, notify
-from triage.digest import DigestSchedule
 from triage.message import Message
 from triage.notifypolicy import NotifyPolicy
+from triage.schedule import DigestSchedule
 from triage.settings import NotifySettings, Settings
 from triage.verdict import Verdict
 

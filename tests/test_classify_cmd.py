@@ -19,7 +19,7 @@ FIELDS = {"source", "type", "severity", "suspicious", "amazon", "confidence", "o
           "decided_by"}
 
 pytestmark = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

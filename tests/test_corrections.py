@@ -38,7 +38,7 @@ AUTH = ("mx.example.net; dkim=pass header.d=amazon.com; spf=pass smtp.mailfrom=a
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 needs_model = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

@@ -339,7 +339,7 @@ def triage(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 def model_shipped() -> bool:
     from triage.settings import default_model_dir
 
-    return (default_model_dir() / "triage-model.skops").exists()
+    return (default_model_dir() / "triage-model.json").exists()
 
 
 def test_run_without_a_mailbox_says_so_and_fails(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from triage.settings import default_model_dir
 CORPUS = Path(__file__).resolve().parent / "corpora"
 
 pytestmark = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

@@ -13,8 +13,8 @@ from lxml import html as lxml_html
 from receivers import SmtpReceiver, record, run_cli
 
 from triage import digest
-from triage.digest import DigestSchedule
 from triage.message import Message
+from triage.schedule import DigestSchedule
 from triage.state import Database
 from triage.verdict import Action, Verdict
 

@@ -21,7 +21,7 @@ from triage.settings import default_model_dir
 WAIT = 30.0
 
 pytestmark = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

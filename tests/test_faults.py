@@ -43,7 +43,7 @@ SEED = 20261201
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+        not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
     ),
 ]
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from triage import corpus, model, signals, taxonomy
+from triage import corpus, lexicon, model, signals, taxonomy, train
 from triage.errors import ModelError, TriageError
 from triage.message import parse
 
@@ -132,19 +135,47 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         model.Classifier.load(tmp_path)
 
 
-def test_model_with_untrusted_type_is_refused(tmp_path: Path) -> None:
-    import skops.io as sio
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
+def copy_shipped(target: Path) -> Path:
+    for name in (model.MODEL_FILE, model.WEIGHTS_FILE, model.METADATA_FILE):
+        shutil.copy(ROOT / "models" / name, target / name)
+    return target
 
-    sio.dump(
-        {
-            "format": model.FORMAT_VERSION,
-            "type_model": Pipeline([("f", FunctionTransformer(print))]),
-        },
-        tmp_path / model.MODEL_FILE,
-    )
-    with pytest.raises(ModelError, match="does not trust"):
+
+def test_model_naming_an_unknown_feature_block_is_refused(tmp_path: Path) -> None:
+    spec_path = copy_shipped(tmp_path) / model.MODEL_FILE
+    spec = json.loads(spec_path.read_text())
+    spec["blocks"][0]["analyzer"] = "callable"
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="unknown feature block"):
+        model.Classifier.load(tmp_path)
+
+
+def test_weights_holding_pickled_objects_are_refused(tmp_path: Path) -> None:
+    copy_shipped(tmp_path)
+    with np.load(tmp_path / model.WEIGHTS_FILE) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["terms/word"] = np.array([object()] * 3, dtype=object)
+    np.savez(tmp_path / model.WEIGHTS_FILE, **arrays)
+    with pytest.raises(ModelError, match="weights file"):
+        model.Classifier.load(tmp_path)
+
+
+def test_weights_of_the_wrong_shape_are_refused(tmp_path: Path) -> None:
+    copy_shipped(tmp_path)
+    with np.load(tmp_path / model.WEIGHTS_FILE) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays["type/coef"] = arrays["type/coef"][:, :-1]
+    np.savez(tmp_path / model.WEIGHTS_FILE, **arrays)
+    with pytest.raises(ModelError, match="do not fit"):
+        model.Classifier.load(tmp_path)
+
+
+def test_model_of_another_format_is_refused(tmp_path: Path) -> None:
+    spec_path = copy_shipped(tmp_path) / model.MODEL_FILE
+    spec = json.loads(spec_path.read_text())
+    spec["format"] = 2
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="retrain"):
         model.Classifier.load(tmp_path)
 
 
@@ -152,6 +183,52 @@ def test_garbage_model_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / model.MODEL_FILE).write_bytes(b"not a model at all")
     with pytest.raises(ModelError):
         model.Classifier.load(tmp_path)
+
+
+def test_shipped_model_gives_the_trainers_own_predictions_on_heldout_mail(
+    shipped: model.Classifier,
+) -> None:
+    # scikit-learn's probabilities on models/heldout, recorded when the model was trained;
+    # the plain-data loader must give the same without scikit-learn.
+    reference = shipped.metadata["reference_predictions"]
+    folder = ROOT / "models" / "heldout" / "mail"
+    files = sorted(f for f in reference if (folder / f).is_file())
+    assert len(files) >= 300
+    scored = shipped.weights.scores([parse((folder / f).read_bytes()) for f in files])
+    for name, got in zip(files, scored, strict=True):
+        want = reference[name]
+        assert got.type == want["type"], name
+        assert got.confidence == pytest.approx(want["type_probability"], abs=1e-5), name
+        for severity, p in want["severity_probabilities"].items():
+            assert got.severity_proba[severity] == pytest.approx(p, abs=1e-5), name
+
+
+def test_prediction_needs_no_scikit_learn() -> None:
+    code = (
+        "import sys; from triage.model import Classifier; from triage.message import parse; "
+        "Classifier.load().predict([parse(b'Subject: hi\\n\\nhello')]); "
+        "print(sorted(m for m in sys.modules if m.startswith('sklearn')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("probas", "anywhere", "severity", "possibly"),
+    [
+        ({"critical": 0.95, "high": 0.05}, 0.9, "critical", False),
+        ({"critical": 0.3, "high": 0.7}, 0.3, "critical", True),
+        ({"critical": 0.02, "high": 0.9, "normal": 0.08}, 0.02, "high", False),
+        ({"critical": 0.08, "high": 0.02, "normal": 0.9}, 0.08, "normal", True),
+        ({"critical": 0.01, "high": 0.9, "normal": 0.09}, 0.4, "high", True),
+    ],
+)
+def test_an_unsure_critical_is_marked_possibly_critical(
+    probas: dict[str, float], anywhere: float, severity: str, possibly: bool
+) -> None:
+    scored = model.Scored("account_health", 0.9, probas, anywhere)
+    prediction = model.decide(scored, critical_threshold=0.1, sure_level=0.6)
+    assert (prediction.severity, prediction.possibly_critical) == (severity, possibly)
 
 
 FAMILY = """\
@@ -245,7 +322,7 @@ def test_training_on_a_tiny_corpus_writes_a_loadable_model(tmp_path: Path) -> No
     assert len(rows) == 6 * len(TINY)
     assert (root / rows[0].path).read_bytes().startswith(b"Authentication-Results:")
     out = tmp_path / "model"
-    report = model.train(root, out, folds=2)
+    report = train.train(root, out, folds=2, heldout_dir=None)
     assert report.mails == len(rows)
     assert 0.0 <= report.overall.type_macro_f1 <= 1.0
     assert (out / "metadata.json").exists()
@@ -274,7 +351,7 @@ def test_rendering_is_deterministic(tmp_path: Path) -> None:
 def test_train_command_prints_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_tiny_corpus(tmp_path / "corpus")
     args = argparse.Namespace(corpus=str(root), out=str(tmp_path / "m"), folds=2, render=True)
-    assert model.train_command(args) == 0
+    assert train.train_command(args) == 0
     assert "type macro-F1" in capsys.readouterr().out
 
 
@@ -308,8 +385,7 @@ def test_shipped_families_all_load() -> None:
 
 
 def test_copied_model_dir_loads(tmp_path: Path, shipped: model.Classifier) -> None:
-    for name in (model.MODEL_FILE, model.METADATA_FILE):
-        shutil.copy(ROOT / "models" / name, tmp_path / name)
+    copy_shipped(tmp_path)
     assert model.Classifier.load(tmp_path).metadata["labels"]["types"] == list(taxonomy.TYPES)
 
 
@@ -600,25 +676,31 @@ AWKWARD_DOCS = [
 @pytest.mark.parametrize(
     "make",
     [
-        pytest.param(lambda: model.new_vectorizers()["word"], id="word-1-2"),
-        pytest.param(lambda: model.new_vectorizers()["char"], id="char_wb-3-4"),
-        pytest.param(lambda: model.new_vectorizers()["meta"], id="tokens-lowercased"),
-        pytest.param(lambda: model.new_vectorizers()["signal"], id="tokens-binary"),
+        pytest.param(lambda: train.new_vectorizers()["word"], id="word-1-2"),
+        pytest.param(lambda: train.new_vectorizers()["char"], id="char_wb-3-4"),
+        pytest.param(lambda: train.new_vectorizers()["meta"], id="tokens-lowercased"),
+        pytest.param(lambda: train.new_vectorizers()["signal"], id="tokens-binary"),
         pytest.param(
             lambda: TfidfVectorizer(ngram_range=(1, 3), lowercase=False), id="word-1-3-cased"
         ),
         pytest.param(lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5)), id="wb-2-5"),
-        pytest.param(lambda: TfidfVectorizer(analyzer="char", ngram_range=(2, 3)), id="char"),
+        pytest.param(lambda: TfidfVectorizer(sublinear_tf=False), id="word-plain-tf"),
     ],
 )
-def test_fast_transform_gives_scikit_learns_matrix(make: Callable[[], TfidfVectorizer]) -> None:
+def test_block_gives_scikit_learns_matrix(make: Callable[[], TfidfVectorizer]) -> None:
     # Fitted on part of the documents, so some of the others' terms are unknown.
     vec = make().fit([*AWKWARD_DOCS[::2], "c:suspended s:suspended from:seller dom:amazon"])
     expected = vec.transform(AWKWARD_DOCS)
-    got = model.transform(vec, AWKWARD_DOCS)
+    got = train.block_of("word", vec).transform(AWKWARD_DOCS)
     assert got.shape == expected.shape
-    assert np.array_equal(got.toarray(), expected.toarray())
+    assert np.allclose(got.toarray(), expected.toarray(), rtol=1e-6, atol=1e-7)
     assert got.has_sorted_indices
+
+
+def test_an_analyzer_not_reproduced_is_refused_at_training() -> None:
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(2, 3)).fit(AWKWARD_DOCS)
+    with pytest.raises(ModelError, match="analyzer"):
+        train.block_of("char", vec)
 
 
 def test_no_character_beyond_latin1_lowercases_into_a_word_character() -> None:
@@ -675,3 +757,60 @@ def test_concepts_are_those_the_plain_way_finds() -> None:
     wrong = [text for text in texts if signals.concepts(text) != plain_concepts(text)]
     assert wrong == []
     assert sum(bool(plain_concepts(text)) for text in texts) > len(texts) // 2
+
+
+# --- the lexicon as data ------------------------------------------------------------
+
+
+def test_every_language_has_a_lexicon_file() -> None:
+    names = {path.stem for path in lexicon.lexicon_files()}
+    assert {"en", "de", "fr", "it", "es"} <= names
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("    - '\\d+ days'", "does not start with a literal word"),
+        ("    - 'Upper'", "lower case"),
+        ("    - ''", "non-empty"),
+    ],
+)
+def test_a_bad_lexicon_pattern_is_refused_with_file_and_line(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    path = tmp_path / "nl.yaml"
+    path.write_text(
+        "language: nl\nconcepts:\n  suspended:\n    - 'geschorst'\n" + entry + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(lexicon.LexiconError, match=reason) as info:
+        lexicon.load([path], check=signals._usable)
+    assert (info.value.path, info.value.line) == (str(path), 5)
+    assert str(info.value).startswith(f"{path}:5: ")
+
+
+def test_a_pattern_that_does_not_compile_is_named_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "nl.yaml"
+    path.write_text("language: nl\nconcepts:\n  suspended:\n    - 'geschorst('\n", "utf-8")
+    with pytest.raises(lexicon.LexiconError, match="unterminated subpattern") as info:
+        lexicon.find_bad_pattern([path])
+    assert str(info.value).startswith(f"{path}:4: bad pattern")
+
+
+def test_a_new_language_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "nl.yaml"
+    path.write_text("language: nl\nconcepts:\n  suspended:\n    - 'geschorst'\n", "utf-8")
+    merged = lexicon.load([*lexicon.lexicon_files(), path], check=signals._usable)
+    assert "geschorst" in merged["suspended"]
+    assert set(merged) == set(signals.LEXICON)
+
+
+def test_the_critical_threshold_keeps_every_critical_a_lower_one_would_catch() -> None:
+    rows = [
+        {"threshold": 0.5, "cv_critical_recall": 0.95, "heldout_critical_recall": 1.0},
+        {"threshold": 0.3, "cv_critical_recall": 0.985, "heldout_critical_recall": 0.9},
+        {"threshold": 0.2, "cv_critical_recall": 0.985, "heldout_critical_recall": 1.0},
+        {"threshold": 0.1, "cv_critical_recall": 0.99, "heldout_critical_recall": 1.0},
+    ]
+    # 0.3 misses a held-out critical; 0.2 is within one in 100 of the best cross-validation.
+    assert train.pick_threshold(rows) == 0.2

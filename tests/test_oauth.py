@@ -24,7 +24,7 @@ from receivers import HttpReceiver
 from triage.settings import default_model_dir
 
 pytestmark = pytest.mark.skipif(
-    not (default_model_dir() / "triage-model.skops").exists(), reason="no trained model"
+    not (default_model_dir() / "triage-model.json").exists(), reason="no trained model"
 )
 
 

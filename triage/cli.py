@@ -23,13 +23,13 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from triage import model
+    from triage import train
 
     if args.corrections:
         from triage import correct_cmd
 
         return correct_cmd.train_command(args)
-    return model.train_command(args)
+    return train.train_command(args)
 
 
 def _correct(args: argparse.Namespace) -> int:

@@ -16,8 +16,9 @@ or one style of buyer), kept in ``families/<lang>/<family>.yaml``::
     bodies: ["Dear {seller_name},\\n{buyer_name} has filed a claim ..."]
 
 Slots such as ``{order_id}`` get realistic random values per mail, and ``[[a|b]]``
-picks one alternative. Rendering is deterministic (one seed per family), so
-``python -m triage.corpus`` rewrites the same ``mail/`` tree and ``labels.csv``.
+picks one alternative. Rendering is deterministic (one seed per family): ``triage
+train`` renders in memory, and ``python -m triage.corpus`` writes the same ``mail/`` tree
+and ``labels.csv`` (generated, not kept in the repository).
 """
 
 from __future__ import annotations
@@ -713,21 +714,30 @@ def render_family(family: Family) -> Iterator[bytes]:
         yield render_mail(family, index, rnd)
 
 
+def render_rows(corpus_dir: Path) -> Iterator[tuple[LabelledMail, bytes]]:
+    """Every family's mail, rendered in memory, with the row ``labels.csv`` would give it."""
+    for fam in load_families(corpus_dir):
+        for index, raw in enumerate(render_family(fam)):
+            path = f"mail/{fam.lang}/{fam.family}/{index:04d}.eml"
+            yield LabelledMail(path, fam.type, fam.severity, fam.family, fam.lang), raw
+
+
 def render_corpus(corpus_dir: Path) -> list[LabelledMail]:
-    """Render every family into ``mail/<lang>/<family>/NNNN.eml`` and write ``labels.csv``."""
-    families = load_families(corpus_dir)
+    """Render every family into ``mail/<lang>/<family>/NNNN.eml`` and write ``labels.csv``.
+
+    Training renders in memory; this writes the mail out for the benchmarks and for
+    reading. Neither is kept in the repository.
+    """
+    families = load_families(corpus_dir)  # refuse a bad family before deleting anything
     mail_dir = corpus_dir / "mail"
     if mail_dir.exists():
         shutil.rmtree(mail_dir)
     rows: list[LabelledMail] = []
     for fam in families:
-        out = mail_dir / fam.lang / fam.family
-        out.mkdir(parents=True)
-        for index, raw in enumerate(render_family(fam)):
-            path = out / f"{index:04d}.eml"
-            path.write_bytes(raw)
-            rel = path.relative_to(corpus_dir).as_posix()
-            rows.append(LabelledMail(rel, fam.type, fam.severity, fam.family, fam.lang))
+        (mail_dir / fam.lang / fam.family).mkdir(parents=True)
+    for row, raw in render_rows(corpus_dir):
+        (corpus_dir / row.path).write_bytes(raw)
+        rows.append(row)
     write_labels(corpus_dir / "labels.csv", rows)
     return rows
 

@@ -115,7 +115,7 @@ def train_command(args: argparse.Namespace) -> int:
     Each corrected mail joins the final fit as a family of its own, weighed like any
     corpus mail; the corrections stay in the state database and keep applying.
     """
-    from triage import model
+    from triage import model, train
     from triage.corpus import default_corpus_dir, render_corpus
     from triage.settings import default_model_dir
 
@@ -136,7 +136,7 @@ def train_command(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_model_dir()
     if args.render:
         print(f"rendered {len(render_corpus(corpus_dir))} mails")
-    report = model.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples)
-    print(model.format_report(report))
+    report = train.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples)
+    print(train.format_report(report))
     print(f"with {len(samples)} corrections; model written to {out_dir / model.MODEL_FILE}")
     return 0

@@ -14,7 +14,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -39,8 +39,8 @@ from triage.document import (
 )
 from triage.errors import ConfigError
 from triage.replyclock import Clock, ReplyRate, daily_rates, open_clocks, reply_rate
-from triage.state import register_schema
 from triage.taxonomy import SEVERITIES, TYPES, severity_rank
+from triage.verdict import POSSIBLY_CRITICAL
 
 __all__ = [
     "Document",
@@ -89,102 +89,6 @@ WHAT: dict[str, str] = {
 REPLY_TARGET = 0.90
 CARD_LEVELS = ("critical", "high")
 
-# When each digest schedule last ran and up to when it covered the mail.
-SCHEMA = """
-    CREATE TABLE IF NOT EXISTS digest_runs (
-        name TEXT PRIMARY KEY,
-        last_run_at TEXT NOT NULL,
-        covered_until TEXT
-    );
-    """
-register_schema(SCHEMA)
-
-
-# --- schedules -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DigestSchedule:
-    """One digest of rules.yaml's ``notify: digests:`` list.
-
-    ``every`` sends on an interval (``every: 1h``); ``at`` sends daily at a local time
-    (``at: "08:00"``), with ``weekday`` weekly (``weekday: monday``), and with
-    ``monthday`` monthly (``monthday: 1``; a day past the month's end means its last day).
-    """
-
-    name: str
-    severities: tuple[str, ...] = SEVERITIES
-    tags: tuple[str, ...] = ("digest",)
-    every: timedelta | None = None
-    at: time | None = None
-    weekday: int | None = None
-    max_items: int = 25
-    monthday: int | None = None
-
-    def rolling(self) -> bool:
-        """Daily or more often: what ``triage digest --now`` sums up."""
-        return self.weekday is None and self.monthday is None
-
-    def next_after(self, last: datetime, tz: ZoneInfo) -> datetime:
-        """The first send time strictly after ``last``."""
-        if self.every is not None:
-            return last + self.every
-        at = self.at or time(8, 0)
-        day = last.astimezone(tz).date()
-        while True:
-            candidate = datetime.combine(day, at, tzinfo=tz)
-            weekday_ok = self.weekday is None or candidate.weekday() == self.weekday
-            if candidate > last and weekday_ok and self._monthday_ok(day):
-                return candidate
-            day += timedelta(days=1)
-
-    def _monthday_ok(self, day: date) -> bool:
-        if self.monthday is None:
-            return True
-        last = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-        return day.day == min(self.monthday, last.day)
-
-
-def due_schedules(
-    conn: sqlite3.Connection, schedules: Sequence[DigestSchedule], now: datetime, tz: ZoneInfo
-) -> list[tuple[DigestSchedule, datetime | None]]:
-    """The schedules due now, each with the time its previous digest covered up to.
-
-    A schedule seen for the first time starts counting from now; its first digest
-    then covers everything triage has recorded so far.
-    """
-    due = []
-    for schedule in schedules:
-        row = conn.execute(
-            "SELECT last_run_at, covered_until FROM digest_runs WHERE name = ?", (schedule.name,)
-        ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO digest_runs (name, last_run_at) VALUES (?, ?)",
-                (schedule.name, now.isoformat()),
-            )
-            continue
-        if schedule.next_after(datetime.fromisoformat(row["last_run_at"]), tz) <= now:
-            due.append((schedule, _parse(row["covered_until"])))
-    return due
-
-
-def covered_until(conn: sqlite3.Connection, name: str) -> datetime | None:
-    row = conn.execute("SELECT covered_until FROM digest_runs WHERE name = ?", (name,)).fetchone()
-    return _parse(row["covered_until"]) if row else None
-
-
-def record_run(conn: sqlite3.Connection, name: str, now: datetime) -> None:
-    """The digest ``name`` now covers everything up to ``now``."""
-    conn.execute(
-        """
-        INSERT INTO digest_runs (name, last_run_at, covered_until) VALUES (?, ?, ?)
-        ON CONFLICT (name) DO UPDATE SET last_run_at = excluded.last_run_at,
-                                         covered_until = excluded.covered_until
-        """,
-        (name, now.isoformat(), now.isoformat()),
-    )
-
 
 # --- what a digest holds ---------------------------------------------------------------
 
@@ -208,6 +112,7 @@ class Entry:
     answered: bool = False
     # The mail could not be read: only its sender and subject are known.
     unreadable: bool = False
+    possibly_critical: bool = False  # the model was unsure it is critical (a verdict tag)
 
     def sort_key(self) -> tuple[int, datetime, datetime]:
         far = datetime.max.replace(tzinfo=self.received_at.tzinfo)
@@ -304,6 +209,7 @@ def entry_from_row(row: sqlite3.Row) -> Entry:
         # sqlite3.Row's `in` looks at values, so the column names are asked for.
         answered="answered_at" in row.keys() and row["answered_at"] is not None,  # noqa: SIM118
         unreadable="error" in row.keys() and bool(row["error"]),  # noqa: SIM118
+        possibly_critical=POSSIBLY_CRITICAL in json.loads(row["tags"] or "[]"),
     )
 
 
@@ -354,6 +260,8 @@ def entry_item(entry: Entry, now: datetime, tz: ZoneInfo) -> tuple[Inline, ...]:
     if entry.unreadable:
         parts.append(f"could not read this mail from {entry.sender or 'an unknown sender'}: ")
     parts.append(entry.subject or "(no subject)")
+    if entry.possibly_critical and entry.severity != "critical":
+        parts.append(" · possibly critical")
     if entry.answered:
         parts.append(" · answered")
     elif entry.deadline is not None:
@@ -443,6 +351,8 @@ def card_for(
         # Never silent: the seller sees who sent it even when nothing else could be read.
         sender = lead.sender or "an unknown sender"
         subject = f"could not read this mail from {sender}: {subject or '(no subject)'}"
+    if lead.possibly_critical and lead.severity != "critical":
+        subject = f"possibly critical: {subject or '(no subject)'}"
     return Card(
         severity=lead.severity,
         headline=headline(lead, len(thread.entries)),

@@ -89,10 +89,10 @@ def _preset_junk(imap: ImapSettings) -> str:
 
 
 def check_targets(settings: Settings) -> Iterator[Check]:
-    from triage import notify
+    from triage.targets import load_targets, send
 
     try:
-        targets = notify.load_targets(settings)
+        targets = load_targets(settings)
     except TriageError as exc:
         yield Check("notifications", False, str(exc), "correct the URL (see Apprise's URL list)")
         return
@@ -102,7 +102,7 @@ def check_targets(settings: Settings) -> Iterator[Check]:
         return
     for target in targets:
         try:
-            notify.send(target, "triage doctor", "triage can reach you here.", "text")
+            send(target, "triage doctor", "triage can reach you here.", "text")
         except TriageError as exc:
             yield Check(f"notify {target.label}", False, f"not reached ({exc})",
                         "check the URL and that the service is up; `triage notify --test` "

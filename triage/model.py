@@ -4,108 +4,63 @@ Features are TF-IDF word 1-2-grams and ``char_wb`` 3-4-grams of the subject and 
 readable body, tokens for the sender (address local part, domain, display name) and
 Amazon's ``X-Space-Notification-Type`` header, and concept tokens from the multilingual
 lexicon in :mod:`triage.signals` (what a person looks for: suspended, decided in your
-favour, must ship today, 2 stars...). One logistic regression picks the type; per type,
-another picks the severity among those the policy table allows, saying ``critical`` as
-soon as its probability passes a threshold chosen on held-out families, because a missed
-critical costs far more than a false alarm.
+favour, appeal refused, must ship today, 2 stars...). One logistic regression picks the
+type; per type, another picks the severity among those the policy table allows, saying
+``critical`` as soon as its probability passes a threshold chosen on held-out wording,
+because a missed critical costs far more than a false alarm. A verdict between that
+threshold and a sure level is marked ``possibly_critical``.
 
-The model is saved with skops (never a bare pickle) and loaded only when every type
-in the file is one we expect.
+Training (:mod:`triage.train`) uses scikit-learn; what it fitted is saved as plain data
+(``triage-model.json`` for settings, labels and thresholds, ``triage-model.npz`` for
+vocabularies, idf and weights, read with ``allow_pickle=False``) and predicted here with
+numpy and scipy alone, so neither a scikit-learn upgrade nor a hostile file can change
+what loading does.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import itertools
 import json
 import logging
 import re
-import shutil
-import tempfile
-import time
-import weakref
 import zipfile
 from array import array
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import sklearn
-import skops
-import skops.io as sio
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import GroupKFold
 
 from triage import taxonomy
 from triage.errors import ModelError
-from triage.message import Message, parse
+from triage.message import Message
 from triage.settings import default_model_dir
 from triage.signals import signal_tokens
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "triage-model.skops"
+MODEL_FILE = "triage-model.json"
+WEIGHTS_FILE = "triage-model.npz"
 METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 BODY_CAP = 1500  # the opening of a mail says what it is about; the rest is footers
 CHAR_CAP = 120  # char n-grams are the costly part of predicting; the subject and opening suffice
-MIN_FAMILIES = 3
-MAX_TERMS = 40_000  # per feature block; keeps predicting fast and the file small
-VOCABULARY_SAMPLE = 8  # mails per family read to build the vocabulary
 # The concept block is a few tokens against thousands of n-grams: it needs a louder voice,
 # and louder still for severity, where a handful of concepts decide (held-out tuned).
-WEIGHTS = {"signal": 1.5}
 SEVERITY_SIGNAL_BOOST = 2.0
-C_TYPE = 5.0
-C_SEVERITY = 5.0
-CRITICAL_THRESHOLDS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
-CRITICAL_RECALL_GOAL = 0.995
-# The only types a model file may contain; anything else is refused before loading.
-TRUSTED_TYPES = frozenset(
-    {
-        "builtins.dict",
-        "builtins.list",
-        "builtins.str",
-        "builtins.int",
-        "builtins.float",
-        "builtins.tuple",
-        "builtins.bool",
-        "builtins.NoneType",
-        "numpy.dtype",
-        "numpy.ndarray",
-        "numpy.float64",
-        "numpy.int64",
-        "numpy.int32",
-        "numpy.str_",
-        "numpy.core.multiarray._reconstruct",
-        "scipy.sparse._csr.csr_matrix",
-        "scipy.sparse._csr.csr_array",
-        "sklearn.feature_extraction.text.TfidfVectorizer",
-        "sklearn.feature_extraction.text.TfidfTransformer",
-        "sklearn.linear_model._logistic.LogisticRegression",
-    }
-)
+# The feature blocks a model file may describe, and how each reads its text; a file that
+# names anything else is refused (the loader runs no code the file chooses).
+BLOCK_NAMES = ("word", "char", "meta", "signal")
+ANALYZERS = {("word", r"(?u)\b\w\w+\b"), ("word", r"\S+"), ("char_wb", None)}
 TAG = re.compile(r"<[^>]+>")
 STYLE = re.compile(r"<(style|script|head)\b.*?</\1>", re.S | re.I)
 FOLD_DIGITS = str.maketrans("123456789", "000000000")
 FOLD_DIGIT_BYTES = bytes.maketrans(b"123456789", b"000000000")
 DIGIT = re.compile(r"[1-9]")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    type: str
-    severity: str
-    confidence: float  # probability of the predicted type, 0-1
 
 
 # --- features ---------------------------------------------------------------------
@@ -185,19 +140,6 @@ def origin_tokens(message: Message) -> str:
     return " ".join(tokens)
 
 
-def new_vectorizers() -> dict[str, TfidfVectorizer]:
-    return {
-        "word": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
-        "char": TfidfVectorizer(
-            analyzer="char_wb", ngram_range=(3, 4), sublinear_tf=True, dtype=np.float32
-        ),
-        "meta": TfidfVectorizer(token_pattern=r"\S+", lowercase=True, dtype=np.float32),
-        "signal": TfidfVectorizer(
-            token_pattern=r"\S+", lowercase=False, use_idf=False, binary=True, dtype=np.float32
-        ),
-    }
-
-
 def _columns(messages: Sequence[Message]) -> dict[str, list[str]]:
     bodies = [readable_body(m) for m in messages]
     texts = [f"{m.subject}\n{b}" for m, b in zip(messages, bodies, strict=True)]
@@ -213,50 +155,25 @@ def _columns(messages: Sequence[Message]) -> dict[str, list[str]]:
     }
 
 
+
 # --- vectorising fast -------------------------------------------------------------
 # scikit-learn's analyzers build every n-gram of a text as a string and look each one up
 # in Python, which made vectorising the costliest part of predicting. Here the only
 # strings made are the tokens; tokens and characters become small integers, an n-gram one
 # integer, and numpy finds the vocabulary's among them for a whole batch at once. The
 # count matrix is the one scikit-learn builds, entry for entry (tests/test_model.py), and
-# the vectorizer's own TF-IDF step weights it.
+# :class:`Block` weights it as scikit-learn's TF-IDF does, with the idf saved by training.
 
 # Token patterns whose matches are the same as a quicker pattern's (a run of 2+ word
 # characters can only start and end at a word boundary), none able to hold a space.
 QUICK_TOKENS = {r"(?u)\b\w\w+\b": re.compile(r"\w\w+"), r"\S+": re.compile(r"\S+")}
 Units = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 TABLE_LIMIT = 2**21  # codes looked up in a table (8 bytes each) rather than searched
-_counters: weakref.WeakKeyDictionary[TfidfVectorizer, tuple[Any, NgramCounter | None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def transform(vec: TfidfVectorizer, docs: Sequence[str]) -> Any:
-    """The same matrix as ``vec.transform(docs)``, counted faster where we know how."""
-    counter = counter_of(vec)
-    tfidf = getattr(vec, "_tfidf", None)  # the vectorizer's own weighting and norm
-    if counter is None or tfidf is None:
-        return vec.transform(docs)
-    counts = counter.count(docs)
-    if vec.binary:
-        counts.data.fill(1)
-    return tfidf.transform(counts, copy=False)
-
-
-def counter_of(vec: TfidfVectorizer) -> NgramCounter | None:
-    """The counter for a fitted ``vec`` (made once per vocabulary), None where there is none."""
-    vocabulary = getattr(vec, "vocabulary_", None)
-    if vocabulary is None:
-        return None
-    cached = _counters.get(vec)
-    if cached is None or cached[0] is not vocabulary:
-        cached = _counters[vec] = (vocabulary, NgramCounter.of(vec))
-    return cached[1]
 
 
 @dataclass
 class NgramCounter:
-    """Counts of a fitted vectorizer's terms, read from documents as its analyzer reads them.
+    """Counts of a block's terms, read from documents as its analyzer reads them.
 
     ``units`` splits documents into the units an n-gram is made of (tokens, or
     characters), each given as its id among the vocabulary's units (``size - 1`` for one
@@ -280,34 +197,32 @@ class NgramCounter:
                 self.tables[n][codes] = terms
 
     @classmethod
-    def of(cls, vec: TfidfVectorizer) -> NgramCounter | None:
-        """The counter for ``vec``, or None if its analyzer is not one reproduced here."""
-        if vec.input != "content" or vec.preprocessor is not None or vec.strip_accents:
-            return None
-        vocabulary: dict[str, int] = vec.vocabulary_
-        low, high = vec.ngram_range
+    def of(cls, block: Block) -> NgramCounter:
+        """The counter for ``block``; ModelError if its analyzer is not one read here."""
+        vocabulary = block.vocabulary
+        low, high = block.ngram_range
         units: Units
-        if vec.analyzer == "word" and vec.tokenizer is None and vec.stop_words is None:
-            tokens = QUICK_TOKENS.get(vec.token_pattern)
+        if block.analyzer == "word":
+            tokens = QUICK_TOKENS.get(block.token_pattern or "")
             if tokens is None:
-                return None
+                raise ModelError(f"block {block.name}: token pattern {block.token_pattern!r}")
             grams = {term: tuple(term.split(" ")) for term in vocabulary}
             alphabet = sorted({token for gram in grams.values() for token in gram})
             ids = {token: i for i, token in enumerate(alphabet)}
-            units = TokenIds.of(vec, tokens, ids)
+            units = TokenIds.of(block, tokens, ids)
         # From 2 up, the n-grams inside space-padded words are those of the words joined
         # by single spaces less the ones across a space, and no such one is a term.
-        elif vec.analyzer == "char_wb" and 2 <= low <= 3:
+        elif block.analyzer == "char_wb" and 2 <= low <= 3:
             grams = {term: tuple(term) for term in vocabulary}
             alphabet = sorted({char for gram in grams.values() for char in gram})
             ids = {char: i for i, char in enumerate(alphabet)}
             points = np.array([ord(char) for char in alphabet], dtype=np.uint32)
-            units = functools.partial(_char_ids, vec.build_preprocessor(), points)
+            units = functools.partial(_char_ids, block.preprocess, points)
         else:
-            return None
+            raise ModelError(f"block {block.name}: analyzer {block.analyzer} {block.ngram_range}")
         size = len(alphabet) + 1
         if size**high >= 2**62:
-            return None
+            raise ModelError(f"block {block.name}: too many distinct units for {high}-grams")
         codes = {}
         for n in range(low, high + 1):
             terms = [(_code([ids[u] for u in g], size), vocabulary[t]) for t, g in grams.items()
@@ -317,7 +232,7 @@ class NgramCounter:
                 np.array([code for code, _ in terms], dtype=np.int64),
                 np.array([column for _, column in terms], dtype=np.int64),
             )
-        return cls(vocabulary, vec.dtype, units, size, codes)
+        return cls(vocabulary, np.float32, units, size, codes)
 
     def count(self, docs: Sequence[str]) -> Any:
         """The documents' count matrix: rows docs, columns the vocabulary, sorted indices."""
@@ -394,17 +309,17 @@ class TokenIds:
     latin_ids: dict[bytes, int]
 
     @classmethod
-    def of(cls, vec: TfidfVectorizer, tokens: re.Pattern[str], ids: dict[str, int]) -> TokenIds:
+    def of(cls, block: Block, tokens: re.Pattern[str], ids: dict[str, int]) -> TokenIds:
         if tokens.pattern != r"\w\w+":
-            return cls(vec.build_preprocessor(), tokens.findall, ids, None, {})
+            return cls(block.preprocess, tokens.findall, ids, None, {})
         latin = bytes(
-            ord(char.lower() if vec.lowercase else char) if re.match(r"\w", char) else 32
+            ord(char.lower() if block.lowercase else char) if re.match(r"\w", char) else 32
             for char in map(chr, range(256))
         )
         latin_ids = {t.encode("latin-1"): i for t, i in ids.items() if max(t) <= "\xff"}
         for unit in range(256):  # single word characters are not tokens
             latin_ids.setdefault(bytes([unit]), SKIPPED)
-        return cls(vec.build_preprocessor(), tokens.findall, ids, latin, latin_ids)
+        return cls(block.preprocess, tokens.findall, ids, latin, latin_ids)
 
     def latin_bytes(self, doc: str) -> bytes | None:
         """The document as Latin-1 bytes, word characters lower-cased and the rest blank."""
@@ -449,144 +364,177 @@ def _char_ids(
     return ids, np.repeat(np.arange(len(docs)), [len(text) for text in texts])
 
 
-def _features(vectorizers: dict[str, Any], messages: Sequence[Message]) -> Any:
-    return _stack(vectorizers, _columns(messages), fit=False)
 
-
-def _stack(vectorizers: dict[str, Any], columns: dict[str, list[str]], fit: bool) -> Any:
-    blocks = [
-        (vec.fit_transform(columns[name]) if fit else transform(vec, columns[name]))
-        * WEIGHTS.get(name, 1.0)
-        for name, vec in vectorizers.items()
-    ]
-    return sp.hstack(blocks, format="csr")
-
-
-def shared_vocabulary(
-    vec: TfidfVectorizer, docs: Sequence[str], families: Sequence[str]
-) -> list[str]:
-    """Terms used by at least MIN_FAMILIES families.
-
-    A term only one template family uses teaches that family's wording, not the kind of
-    mail; dropping such terms is what lets the model read wording it has never seen.
-    """
-    analyze = vec.build_analyzer()
-    per_family: dict[str, list[str]] = {}
-    for doc, family in zip(docs, families, strict=True):
-        sample = per_family.setdefault(family, [])
-        if len(sample) < VOCABULARY_SAMPLE:
-            sample.append(doc)
-    seen: Counter[str] = Counter()
-    for sample in per_family.values():
-        seen.update({term for doc in sample for term in analyze(doc)})
-    common = sorted(
-        (term for term, n in seen.items() if n >= MIN_FAMILIES),
-        key=lambda term: (-seen[term], term),
-    )
-    return sorted(common[:MAX_TERMS])
-
-
-def _cell(kind: str, severity: str) -> str:
-    return f"{kind}/{severity}"
-
-
-# --- the fitted model -------------------------------------------------------------
+# --- the fitted model, as plain data ----------------------------------------------
 
 
 @dataclass
-class _Fitted:
-    vectorizers: dict[str, Any]
-    type_model: LogisticRegression
-    severity_models: dict[str, LogisticRegression]  # one per type with a choice of severity
-    critical_threshold: float
+class Block:
+    """One feature block: how it reads its text, its terms, and their TF-IDF weighting.
+
+    The weighting is scikit-learn's ``TfidfVectorizer``'s, spelled out: counts (1 when
+    ``binary``), ``1 + log`` of them when ``sublinear_tf``, times the term's idf, each
+    row scaled to unit length; the block is then multiplied by ``weight``.
+    """
+
+    name: str
+    analyzer: str  # "word" (tokens of token_pattern) or "char_wb"
+    token_pattern: str | None
+    lowercase: bool
+    ngram_range: tuple[int, int]
+    binary: bool
+    sublinear_tf: bool
+    terms: list[str]  # column order
+    idf: np.ndarray | None  # float32 per term, None without idf
+    weight: float = 1.0
+    vocabulary: dict[str, int] = field(init=False, repr=False)
+    counter: NgramCounter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for vec in self.vectorizers.values():  # now, so the first batch does not pay for it
-            counter_of(vec)
+        self.vocabulary = {term: i for i, term in enumerate(self.terms)}
+        if len(self.vocabulary) != len(self.terms):
+            raise ModelError(f"block {self.name}: a term is listed twice")
+        if self.idf is not None and self.idf.shape != (len(self.terms),):
+            raise ModelError(f"block {self.name}: {len(self.terms)} terms but idf {self.idf.shape}")
+        self.counter = NgramCounter.of(self)  # now, so the first batch does not pay for it
 
-    @classmethod
-    def fit(
-        cls,
-        messages: Sequence[Message],
-        types: Sequence[str],
-        severities: Sequence[str],
-        families: Sequence[str],
-        critical_threshold: float,
-    ) -> _Fitted:
-        vectorizers: dict[str, Any] = new_vectorizers()
+    def preprocess(self, doc: str) -> str:
+        return doc.lower() if self.lowercase else doc
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "analyzer": self.analyzer,
+            "token_pattern": self.token_pattern,
+            "lowercase": self.lowercase,
+            "ngram_range": list(self.ngram_range),
+            "binary": self.binary,
+            "sublinear_tf": self.sublinear_tf,
+            "use_idf": self.idf is not None,
+            "weight": self.weight,
+        }
+
+    def transform(self, docs: Sequence[str]) -> Any:
+        """The block's TF-IDF matrix of ``docs`` (CSR, float32, rows of unit length)."""
+        matrix = self.counter.count(docs)
+        data = matrix.data
+        if self.binary:
+            data.fill(1)
+        elif self.sublinear_tf:
+            np.log(data, out=data)
+            data += 1
+        if self.idf is not None:
+            data *= self.idf[matrix.indices]
+        lengths = np.diff(matrix.indptr)
+        squares = np.zeros(len(lengths), dtype=np.float64)
+        filled = lengths > 0
+        if filled.any():
+            squares[filled] = np.add.reduceat(
+                data.astype(np.float64) ** 2, matrix.indptr[:-1][filled]
+            )
+        norms = np.sqrt(squares).astype(np.float32)
+        norms[norms == 0] = 1
+        data /= np.repeat(norms, lengths)
+        return matrix
+
+
+@dataclass
+class LinearModel:
+    """A fitted logistic regression: classes, weights and intercepts (public attributes)."""
+
+    classes: list[str]
+    coef: np.ndarray  # (classes, features), or (1, features) for two classes
+    intercept: np.ndarray
+
+    def predict_proba(self, features: Any) -> np.ndarray:
+        scores = np.asarray(features @ self.coef.T, dtype=np.float64) + self.intercept
+        if len(self.classes) == 2:  # one score, the second class's log-odds
+            positive = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1.0 - positive, positive])
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        return scores
+
+
+@dataclass(frozen=True)
+class Prediction:
+    type: str
+    severity: str
+    confidence: float  # probability of the predicted type, 0-1
+    # Critical is possible but not sure: said with a probability below the sure level, or
+    # the runner-up severity. Alerts and the digest say "possibly critical".
+    possibly_critical: bool = False
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What the model makes of one mail before a severity is chosen."""
+
+    type: str
+    confidence: float
+    severity_proba: dict[str, float]  # within the type, over its allowed severities
+    critical_anywhere: float  # P(critical) summed over every type that can be critical
+
+
+@dataclass
+class Weights:
+    """Everything prediction needs: the blocks, the type model, one severity model per type."""
+
+    blocks: list[Block]
+    type_model: LinearModel
+    severity_models: dict[str, LinearModel]  # one per type with a choice of severity
+    critical_threshold: float
+    sure_level: float
+
+    def features(self, messages: Sequence[Message]) -> Any:
         columns = _columns(messages)
-        for name, vec in vectorizers.items():
-            if name != "signal":  # concept tokens are the lexicon's, never a family's
-                vec.vocabulary = shared_vocabulary(vec, columns[name], families)
-        features = _stack(vectorizers, columns, fit=True)
-        type_model = LogisticRegression(C=C_TYPE, max_iter=500).fit(features, types)
-        return cls(
-            vectorizers,
-            type_model,
-            _severity_models(features, types, severities),
-            critical_threshold,
+        return sp.hstack(
+            [block.transform(columns[block.name]) * block.weight for block in self.blocks],
+            format="csr",
         )
 
-    def scores(
-        self, messages: Sequence[Message]
-    ) -> tuple[list[str], list[float], list[dict[str, float]]]:
-        """Predicted types, their probabilities, and per type the severity probabilities."""
-        features = _features(self.vectorizers, messages)
+    def boost(self, features: Any) -> Any:
+        """The features with the concept block made louder, as the severity models read them."""
+        scale = np.concatenate(
+            [
+                np.full(len(b.terms), SEVERITY_SIGNAL_BOOST if b.name == "signal" else 1.0)
+                for b in self.blocks
+            ]
+        )
+        return features @ sp.diags(scale.astype(np.float32), format="csr")
+
+    def scores(self, messages: Sequence[Message]) -> list[Scored]:
+        features = self.features(messages)
         type_proba = self.type_model.predict_proba(features)
         best = np.argmax(type_proba, axis=1)
-        kinds = [str(self.type_model.classes_[i]) for i in best]
-        confidences = [float(type_proba[row, i]) for row, i in enumerate(best)]
-        severity_probas: list[dict[str, float]] = [{} for _ in kinds]
-        features = _boost(self.vectorizers, features)
-        for kind in set(kinds):
-            rows = [i for i, k in enumerate(kinds) if k == kind]
+        boosted = self.boost(features)
+        # Every severity model reads every mail: critical in another likely type counts too.
+        per_type = {
+            kind: model.predict_proba(boosted) for kind, model in self.severity_models.items()
+        }
+        column = {kind: i for i, kind in enumerate(self.type_model.classes)}
+        anywhere = np.zeros(len(messages))
+        for kind, proba in per_type.items():
+            names = self.severity_models[kind].classes
+            if "critical" in names and kind in column:
+                anywhere += type_proba[:, column[kind]] * proba[:, names.index("critical")]
+        out = []
+        for row, i in enumerate(best):
+            kind = self.type_model.classes[i]
             model = self.severity_models.get(kind)
             if model is None:  # the policy table allows one severity only
-                for i in rows:
-                    severity_probas[i] = {taxonomy.ALLOWED_SEVERITIES[kind][0]: 1.0}
-                continue
-            names = [str(c) for c in model.classes_]
-            for i, proba in zip(rows, model.predict_proba(features[rows]), strict=True):
-                severity_probas[i] = {n: float(p) for n, p in zip(names, proba, strict=True)}
-        return kinds, confidences, severity_probas
+                severity = {taxonomy.ALLOWED_SEVERITIES[kind][0]: 1.0}
+            else:
+                probas = per_type[kind][row]
+                severity = {n: float(p) for n, p in zip(model.classes, probas, strict=True)}
+            out.append(Scored(kind, float(type_proba[row, i]), severity, float(anywhere[row])))
+        return out
 
     def predict(self, messages: Sequence[Message]) -> list[Prediction]:
-        kinds, confidences, severity_probas = self.scores(messages)
         return [
-            Prediction(kind, choose_severity(kind, probas, self.critical_threshold), conf)
-            for kind, conf, probas in zip(kinds, confidences, severity_probas, strict=True)
+            decide(s, self.critical_threshold, self.sure_level) for s in self.scores(messages)
         ]
-
-
-def _boost(vectorizers: dict[str, Any], features: Any) -> Any:
-    """The features with the concept block made louder, as the severity models read them."""
-    scale = np.concatenate(
-        [
-            np.full(len(vec.vocabulary_), SEVERITY_SIGNAL_BOOST if name == "signal" else 1.0)
-            for name, vec in vectorizers.items()
-        ]
-    )
-    return features @ sp.diags(scale.astype(np.float32), format="csr")
-
-
-def _severity_models(
-    features: Any, types: Sequence[str], severities: Sequence[str]
-) -> dict[str, LogisticRegression]:
-    """Per type, a model of its severities trained on that type's mail alone.
-
-    Inside one type the words that matter are few ("in your favour", "removed", the
-    stars); a model that sees only that type's mail weighs them without the noise of
-    telling the types apart.
-    """
-    models = {}
-    for kind in sorted(set(types)):
-        rows = [i for i, t in enumerate(types) if t == kind]
-        labels = [severities[i] for i in rows]
-        if len(set(labels)) > 1:
-            models[kind] = LogisticRegression(C=C_SEVERITY, max_iter=500).fit(
-                features[rows], labels
-            )
-    return models
 
 
 def choose_severity(kind: str, probas: dict[str, float], critical_threshold: float) -> str:
@@ -598,62 +546,150 @@ def choose_severity(kind: str, probas: dict[str, float], critical_threshold: flo
     return max(candidates, key=lambda s: (candidates[s], -taxonomy.severity_rank(s)))
 
 
+def decide(scored: Scored, critical_threshold: float, sure_level: float) -> Prediction:
+    """The prediction of one scored mail, unsure criticals marked as such."""
+    severity = choose_severity(scored.type, scored.severity_proba, critical_threshold)
+    critical = scored.severity_proba.get("critical", 0.0)
+    if severity == "critical":
+        possibly = critical < sure_level
+    else:
+        ranked = sorted(scored.severity_proba, key=scored.severity_proba.__getitem__, reverse=True)
+        # Runner-up with at least half the threshold: below that, critical is not in doubt.
+        runner_up = len(ranked) > 1 and ranked[1] == "critical"
+        runner_up = runner_up and critical >= critical_threshold / 2
+        possibly = runner_up or scored.critical_anywhere >= critical_threshold
+    return Prediction(scored.type, severity, scored.confidence, possibly)
+
+
 class Classifier:
     """The shipped model: ``Classifier.load().predict(messages)``."""
 
-    def __init__(self, fitted: _Fitted, metadata: dict[str, Any]) -> None:
-        self._fitted = fitted
+    def __init__(self, weights: Weights, metadata: dict[str, Any]) -> None:
+        self.weights = weights
         self.metadata = metadata
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> Classifier:
-        """Load ``triage-model.skops``; a missing, foreign or stale file raises ModelError."""
+        """Load the model files; a missing, foreign or damaged model raises ModelError."""
         model_dir = default_model_dir() if model_dir is None else Path(model_dir)
-        path = model_dir / MODEL_FILE
-        if not path.exists():
-            raise ModelError(f"no trained model at {path}; run `triage train` to make one")
-        bundle = _load_bundle(path)
+        if not (model_dir / MODEL_FILE).exists():
+            raise ModelError(
+                f"no trained model at {model_dir / MODEL_FILE}; run `triage train` to make one"
+            )
+        weights = load_weights(model_dir)
         metadata = _read_metadata(model_dir / METADATA_FILE)
-        return cls(_unbundle(path, bundle), metadata)
+        return cls(weights, metadata)
 
     def predict(self, messages: Sequence[Message]) -> list[Prediction]:
         """One prediction per message, vectorised in one batch."""
         if not messages:
             return []
-        return self._fitted.predict(messages)
+        return self.weights.predict(messages)
 
 
-def _load_bundle(path: Path) -> dict[str, Any]:
+# --- the model files --------------------------------------------------------------
+
+
+def save(weights: Weights, model_dir: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write ``triage-model.json`` (settings, labels, thresholds) and ``triage-model.npz``."""
+    arrays: dict[str, np.ndarray] = {}
+    for block in weights.blocks:
+        arrays[f"terms/{block.name}"] = np.array(block.terms, dtype=np.str_)
+        if block.idf is not None:
+            arrays[f"idf/{block.name}"] = block.idf.astype(np.float32)
+    models = {"type": weights.type_model}
+    models |= {f"severity/{k}": m for k, m in weights.severity_models.items()}
+    for name, model in models.items():
+        arrays[f"{name}/coef"] = model.coef.astype(np.float32)
+        arrays[f"{name}/intercept"] = model.intercept.astype(np.float64)
+    spec = {
+        "format": FORMAT_VERSION,
+        "blocks": [block.settings() for block in weights.blocks],
+        "type_classes": weights.type_model.classes,
+        "severity_classes": {k: m.classes for k, m in weights.severity_models.items()},
+        "critical_threshold": weights.critical_threshold,
+        "sure_level": weights.sure_level,
+        "severity_signal_boost": SEVERITY_SIGNAL_BOOST,
+        **(extra or {}),
+    }
+    model_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(model_dir / WEIGHTS_FILE, allow_pickle=False, **arrays)
+    (model_dir / MODEL_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
+
+def load_weights(model_dir: Path) -> Weights:
+    """Read and check the two model files; anything unexpected is a ModelError."""
+    spec_path, arrays_path = model_dir / MODEL_FILE, model_dir / WEIGHTS_FILE
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except Exception as exc:  # skops raises many kinds on a file that is not its own
-        raise ModelError(f"{path} is not a readable skops model: {exc}") from exc
-    unexpected = sorted(set(untrusted) - TRUSTED_TYPES)
-    if unexpected:
-        raise ModelError(f"{path} contains types triage does not trust: {', '.join(unexpected)}")
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{spec_path} is not a readable triage model: {exc}") from exc
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT_VERSION:
+        raise ModelError(f"{spec_path} is not a triage model of format {FORMAT_VERSION}; retrain")
     try:
-        bundle = sio.load(path, trusted=list(untrusted))
-    except Exception as exc:  # version skew shows up as many kinds of error
-        raise ModelError(f"{path} cannot be loaded with this scikit-learn/skops: {exc}") from exc
-    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT_VERSION:
-        raise ModelError(f"{path} is not a triage model of format {FORMAT_VERSION}; retrain it")
-    return bundle
-
-
-def _unbundle(path: Path, bundle: dict[str, Any]) -> _Fitted:
+        with np.load(arrays_path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{arrays_path} is not a readable weights file: {exc}") from exc
     try:
-        fitted = _Fitted(
-            vectorizers={name: bundle[name] for name in ("word", "char", "meta", "signal")},
-            type_model=bundle["type_model"],
-            severity_models=dict(bundle["severity_models"]),
-            critical_threshold=float(bundle["critical_threshold"]),
-        )
+        return _weights(spec, arrays)
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"{path} lacks part of the model ({exc}); retrain it") from exc
-    unknown = sorted(set(map(str, fitted.type_model.classes_)) - set(taxonomy.TYPES))
+        raise ModelError(f"{spec_path} lacks or mismatches part of the model ({exc})") from exc
+    except ModelError as exc:
+        raise ModelError(f"{spec_path}: {exc}") from exc
+
+
+def _weights(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> Weights:
+    blocks = []
+    for settings in spec["blocks"]:
+        name, analyzer = settings["name"], settings["analyzer"]
+        pattern = settings["token_pattern"] if analyzer == "word" else None
+        if name not in BLOCK_NAMES or (analyzer, pattern) not in ANALYZERS:
+            raise ModelError(f"unknown feature block {name!r} ({analyzer}, {pattern!r})")
+        terms = arrays[f"terms/{name}"]
+        if terms.dtype.kind != "U":
+            raise ModelError(f"terms of block {name} are not text")
+        low, high = (int(n) for n in settings["ngram_range"])
+        blocks.append(
+            Block(
+                name=name,
+                analyzer=analyzer,
+                token_pattern=pattern,
+                lowercase=bool(settings["lowercase"]),
+                ngram_range=(low, high),
+                binary=bool(settings["binary"]),
+                sublinear_tf=bool(settings["sublinear_tf"]),
+                terms=[str(t) for t in terms],
+                idf=arrays[f"idf/{name}"].astype(np.float32) if settings["use_idf"] else None,
+                weight=float(settings["weight"]),
+            )
+        )
+    width = sum(len(b.terms) for b in blocks)
+
+    def linear(name: str, classes: list[str]) -> LinearModel:
+        coef = arrays[f"{name}/coef"].astype(np.float32)
+        intercept = arrays[f"{name}/intercept"].astype(np.float64)
+        rows = 1 if len(classes) == 2 else len(classes)
+        if coef.shape != (rows, width) or intercept.shape != (rows,):
+            raise ModelError(f"{name}: weights {coef.shape} do not fit {rows} x {width}")
+        return LinearModel([str(c) for c in classes], coef, intercept)
+
+    types = [str(t) for t in spec["type_classes"]]
+    unknown = sorted(set(types) - set(taxonomy.TYPES))
     if unknown:
-        raise ModelError(f"{path} was trained on types this triage does not know: {unknown}")
-    return fitted
+        raise ModelError(f"trained on types this triage does not know: {unknown}")
+    severity_models = {}
+    for kind, classes in spec["severity_classes"].items():
+        if kind not in taxonomy.TYPES or not set(classes) <= set(taxonomy.ALLOWED_SEVERITIES[kind]):
+            raise ModelError(f"severities {classes} are not those the taxonomy allows {kind}")
+        severity_models[kind] = linear(f"severity/{kind}", classes)
+    return Weights(
+        blocks,
+        linear("type", types),
+        severity_models,
+        float(spec["critical_threshold"]),
+        float(spec["sure_level"]),
+    )
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
@@ -663,514 +699,3 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         return {}
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: unreadable model metadata: {exc}") from exc
-
-
-def save(fitted: _Fitted, path: Path) -> None:
-    bundle = {
-        "format": FORMAT_VERSION,
-        **fitted.vectorizers,
-        "type_model": fitted.type_model,
-        "severity_models": fitted.severity_models,
-        "critical_threshold": fitted.critical_threshold,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The vocabularies are JSON inside the zip: deflating takes the file from ~19 MB to ~3 MB.
-    sio.dump(bundle, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
-
-
-# --- training and held-out evaluation ---------------------------------------------
-
-
-@dataclass
-class Scores:
-    """Held-out scores of one slice of the corpus (all of it, or one language)."""
-
-    mails: int
-    type_macro_f1: float
-    type_f1: dict[str, float]
-    severity_accuracy: float
-    critical_recall: float
-    critical_precision: float
-    criticals: int
-
-
-@dataclass
-class TrainReport:
-    mails: int
-    families: int
-    folds: int
-    critical_threshold: float
-    overall: Scores
-    by_lang: dict[str, Scores]
-    threshold_tradeoff: list[dict[str, float]]
-    counts: dict[str, dict[str, int]]
-    seconds: dict[str, float] = field(default_factory=dict)
-    confusions: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Corpus:
-    messages: list[Message]
-    types: list[str]
-    severities: list[str]
-    families: list[str]
-    langs: list[str]
-    digest: str
-
-
-def read_corpus(corpus_dir: Path) -> _Corpus:
-    """Parse every mail listed in ``labels.csv``."""
-    import hashlib
-
-    from triage.corpus import read_labels
-
-    rows = read_labels(corpus_dir)
-    if not rows:
-        raise ModelError(f"{corpus_dir}/labels.csv lists no mail; render the corpus first")
-    digest = hashlib.sha256()
-    messages = []
-    for row in rows:
-        try:
-            raw = (corpus_dir / row.path).read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{corpus_dir / row.path}: {exc.strerror}") from exc
-        digest.update(raw)
-        messages.append(parse(raw))
-    return _Corpus(
-        messages,
-        [r.type for r in rows],
-        [r.severity for r in rows],
-        [r.family for r in rows],
-        [r.lang for r in rows],
-        digest.hexdigest(),
-    )
-
-
-def _scores(
-    true_t: Sequence[str], pred_t: Sequence[str], true_s: Sequence[str], pred_s: Sequence[str]
-) -> Scores:
-    labels = sorted(set(true_t))
-    f1 = f1_score(true_t, pred_t, labels=labels, average=None, zero_division=0)
-    crit_true = np.array([s == "critical" for s in true_s])
-    crit_pred = np.array([s == "critical" for s in pred_s])
-    hits = int((crit_true & crit_pred).sum())
-    return Scores(
-        mails=len(true_t),
-        type_macro_f1=round(float(np.mean(f1)), 4),
-        type_f1={label: round(float(v), 4) for label, v in zip(labels, f1, strict=True)},
-        severity_accuracy=round(float(accuracy_score(true_s, pred_s)), 4),
-        critical_recall=round(hits / max(int(crit_true.sum()), 1), 4),
-        critical_precision=round(hits / max(int(crit_pred.sum()), 1), 4),
-        criticals=int(crit_true.sum()),
-    )
-
-
-def _held_out(corpus: _Corpus, folds: int) -> tuple[list[str], list[float], list[dict[str, float]]]:
-    """Out-of-fold types and severity probabilities, whole families held out."""
-    n = len(corpus.messages)
-    kinds: list[str] = [""] * n
-    confs: list[float] = [0.0] * n
-    probas: list[dict[str, float]] = [{}] * n
-    splitter = GroupKFold(n_splits=folds)
-    for number, (train_idx, test_idx) in enumerate(
-        splitter.split(corpus.messages, corpus.types, corpus.families), start=1
-    ):
-        fitted = _Fitted.fit(
-            [corpus.messages[i] for i in train_idx],
-            [corpus.types[i] for i in train_idx],
-            [corpus.severities[i] for i in train_idx],
-            [corpus.families[i] for i in train_idx],
-            critical_threshold=0.5,
-        )
-        k, c, p = fitted.scores([corpus.messages[i] for i in test_idx])
-        for pos, i in enumerate(test_idx):
-            kinds[i], confs[i], probas[i] = k[pos], c[pos], p[pos]
-        log.info("fold %d/%d done", number, folds)
-    return kinds, confs, probas
-
-
-def _tradeoff(
-    corpus: _Corpus, kinds: list[str], probas: list[dict[str, float]]
-) -> list[dict[str, float]]:
-    rows = []
-    for threshold in CRITICAL_THRESHOLDS:
-        sev = [choose_severity(k, p, threshold) for k, p in zip(kinds, probas, strict=True)]
-        s = _scores(corpus.types, kinds, corpus.severities, sev)
-        rows.append(
-            {
-                "threshold": threshold,
-                "critical_recall": s.critical_recall,
-                "critical_precision": s.critical_precision,
-                "severity_accuracy": s.severity_accuracy,
-            }
-        )
-    return rows
-
-
-def pick_threshold(tradeoff: list[dict[str, float]]) -> float:
-    """The highest threshold whose held-out critical recall meets the goal (else the lowest)."""
-    for row in tradeoff:  # ordered from high to low threshold
-        if row["critical_recall"] >= CRITICAL_RECALL_GOAL:
-            return row["threshold"]
-    return tradeoff[-1]["threshold"]
-
-
-def _confusions(corpus: _Corpus, kinds: list[str], severities: list[str]) -> list[dict[str, Any]]:
-    pairs = Counter(
-        (f"{t}/{s}", f"{k}/{p}")
-        for t, s, k, p in zip(corpus.types, corpus.severities, kinds, severities, strict=True)
-        if (t, s) != (k, p)
-    )
-    return [{"true": a, "predicted": b, "mails": n} for (a, b), n in pairs.most_common(15)]
-
-
-def _counts(corpus: _Corpus) -> dict[str, dict[str, int]]:
-    return {
-        "type": dict(sorted(Counter(corpus.types).items())),
-        "cell": dict(sorted(Counter(map(_cell, corpus.types, corpus.severities)).items())),
-        "lang": dict(sorted(Counter(corpus.langs).items())),
-        "families_per_lang": dict(
-            sorted(
-                Counter(
-                    lang for lang, _ in set(zip(corpus.langs, corpus.families, strict=True))
-                ).items()
-            )
-        ),
-    }
-
-
-def evaluate(corpus: _Corpus, folds: int) -> TrainReport:
-    kinds, _, probas = _held_out(corpus, folds)
-    tradeoff = _tradeoff(corpus, kinds, probas)
-    threshold = pick_threshold(tradeoff)
-    sev = [choose_severity(k, p, threshold) for k, p in zip(kinds, probas, strict=True)]
-    by_lang = {}
-    for lang in sorted(set(corpus.langs)):
-        idx = [i for i, value in enumerate(corpus.langs) if value == lang]
-        by_lang[lang] = _scores(
-            [corpus.types[i] for i in idx],
-            [kinds[i] for i in idx],
-            [corpus.severities[i] for i in idx],
-            [sev[i] for i in idx],
-        )
-    return TrainReport(
-        mails=len(corpus.messages),
-        families=len(set(corpus.families)),
-        folds=folds,
-        critical_threshold=threshold,
-        overall=_scores(corpus.types, kinds, corpus.severities, sev),
-        by_lang=by_lang,
-        threshold_tradeoff=tradeoff,
-        counts=_counts(corpus),
-        confusions=_confusions(corpus, kinds, sev),
-    )
-
-
-def train(
-    corpus_dir: Path, out_dir: Path, folds: int = 5,
-    extra_samples: Sequence[tuple[Message, str, str, str]] = (),
-) -> TrainReport:
-    """Evaluate on held-out families, fit on everything, write model, metadata and card.
-
-    ``extra_samples`` (message, type, severity, family), e.g. a seller's corrections,
-    join the final fit only: the held-out scores stay those of the corpus.
-    """
-    started = time.perf_counter()
-    corpus = read_corpus(Path(corpus_dir))
-    parsed = time.perf_counter()
-    families = len(set(corpus.families))
-    if folds < 2 or families < folds:
-        raise ModelError(f"need at least {folds} families for {folds} folds, found {families}")
-    report = evaluate(corpus, folds)
-    evaluated = time.perf_counter()
-    extra = list(zip(*extra_samples, strict=True)) or [(), (), (), ()]
-    fitted = _Fitted.fit(
-        [*corpus.messages, *extra[0]], [*corpus.types, *extra[1]],
-        [*corpus.severities, *extra[2]], [*corpus.families, *extra[3]],
-        report.critical_threshold,
-    )
-    out_dir = Path(out_dir)
-    save(fitted, out_dir / MODEL_FILE)
-    report.seconds = {
-        "read_and_parse": round(parsed - started, 1),
-        "cross_validation": round(evaluated - parsed, 1),
-        "final_fit_and_save": round(time.perf_counter() - evaluated, 1),
-        "total": round(time.perf_counter() - started, 1),
-    }
-    metadata = _metadata(report, corpus.digest)
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-    (out_dir / CARD_FILE).write_text(model_card(metadata), encoding="utf-8")
-    return report
-
-
-def _metadata(report: TrainReport, digest: str) -> dict[str, Any]:
-    return {
-        "format": FORMAT_VERSION,
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": {
-            "scikit-learn": sklearn.__version__,
-            "skops": skops.__version__,
-            "numpy": np.__version__,
-        },
-        "labels": {
-            "types": list(taxonomy.TYPES),
-            "severities": {k: list(v) for k, v in taxonomy.ALLOWED_SEVERITIES.items()},
-        },
-        "corpus_sha256": digest,
-        "features": {"body_cap": BODY_CAP, "char_cap": CHAR_CAP},
-        **asdict(report),
-    }
-
-
-def format_report(report: TrainReport) -> str:
-    o = report.overall
-    lines = [
-        f"{report.mails} mails, {report.families} families, {report.folds}-fold CV by family",
-        f"type macro-F1 {o.type_macro_f1:.3f}  severity exact {o.severity_accuracy:.3f}  "
-        f"critical recall {o.critical_recall:.3f} precision {o.critical_precision:.3f} "
-        f"(threshold {report.critical_threshold})",
-        "per type F1: " + "  ".join(f"{k} {v:.3f}" for k, v in o.type_f1.items()),
-    ]
-    for lang, s in report.by_lang.items():
-        lines.append(
-            f"  {lang}: {s.mails} mails  type macro-F1 {s.type_macro_f1:.3f}  severity "
-            f"{s.severity_accuracy:.3f}  critical recall {s.critical_recall:.3f}"
-        )
-    lines.append("seconds: " + ", ".join(f"{k} {v}" for k, v in report.seconds.items()))
-    return "\n".join(lines)
-
-
-def train_command(args: argparse.Namespace) -> int:
-    from triage.corpus import default_corpus_dir, render_corpus
-
-    corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
-    out_dir = Path(args.out) if args.out else default_model_dir()
-    with tempfile.TemporaryDirectory(prefix="triage-corpus-") as work:
-        if not (corpus_dir / "labels.csv").exists():
-            # An installed package ships the families only: render them aside, never
-            # into the package's own folder.
-            shutil.copytree(corpus_dir / "families", Path(work) / "families")
-            corpus_dir = Path(work)
-            args.render = True
-        if getattr(args, "render", False):
-            rows = render_corpus(corpus_dir)
-            print(f"rendered {len(rows)} mails")
-        report = train(corpus_dir, out_dir, folds=args.folds)
-    print(format_report(report))
-    print(f"model written to {out_dir / MODEL_FILE}")
-    return 0
-
-
-# --- the model card ---------------------------------------------------------------
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def model_card(meta: dict[str, Any]) -> str:
-    """The model card (``models/README.md``) written from the metadata of one training run."""
-    o, counts = meta["overall"], meta["counts"]
-    langs = meta["by_lang"]
-    lang_rows = [
-        (
-            lang,
-            s["mails"],
-            counts["families_per_lang"].get(lang, 0),
-            f"{s['type_macro_f1']:.3f}",
-            f"{s['severity_accuracy']:.3f}",
-            f"{s['critical_recall']:.3f} ({s['criticals']})",
-        )
-        for lang, s in langs.items()
-    ]
-    type_rows = [
-        (t, counts["type"].get(t, 0), f"{o['type_f1'].get(t, 0):.3f}") for t in taxonomy.TYPES
-    ]
-    cell_rows = list(counts["cell"].items())
-    trade_rows = [
-        (
-            r["threshold"],
-            f"{r['critical_recall']:.3f}",
-            f"{r['critical_precision']:.3f}",
-            f"{r['severity_accuracy']:.3f}",
-        )
-        for r in meta["threshold_tradeoff"]
-    ]
-    confusion_rows = [(c["true"], c["predicted"], c["mails"]) for c in meta["confusions"]]
-    v = meta["versions"]
-    return CARD.format(
-        mails=meta["mails"],
-        families=meta["families"],
-        folds=meta["folds"],
-        trained_at=meta["trained_at"],
-        digest=meta["corpus_sha256"][:16],
-        macro=o["type_macro_f1"],
-        sev=o["severity_accuracy"],
-        crec=o["critical_recall"],
-        cprec=o["critical_precision"],
-        threshold=meta["critical_threshold"],
-        lang_table=_table(
-            (
-                "lang",
-                "mails",
-                "families",
-                "type macro-F1",
-                "severity exact",
-                "critical recall (criticals)",
-            ),
-            lang_rows,
-        ),
-        type_table=_table(("type", "mails", "held-out F1"), type_rows),
-        cell_table=_table(("type/severity", "mails"), cell_rows),
-        trade_table=_table(
-            ("threshold", "critical recall", "critical precision", "severity exact"), trade_rows
-        ),
-        confusion_table=_table(("true", "predicted", "mails"), confusion_rows),
-        seconds=", ".join(f"{k} {s} s" for k, s in meta["seconds"].items()),
-        sklearn=v["scikit-learn"],
-        skops=v["skops"],
-        numpy=v["numpy"],
-        body_cap=BODY_CAP,
-        char_cap=CHAR_CAP,
-        goal=CRITICAL_RECALL_GOAL,
-        signal_weight=WEIGHTS.get("signal", 1.0),
-        heldout=meta.get("heldout_note", HELDOUT_NONE),
-    )
-
-
-HELDOUT_NONE = (
-    "Not scored for this model yet: `python models/heldout/evaluate.py` scores it on mail\n"
-    "written apart from the corpus (its wording is in no family)."
-)
-
-CARD = """# triage classifier: model card
-
-Written by `triage train`; do not edit by hand (retrain instead).
-Trained {trained_at} on {mails} mails from {families} template families
-(corpus sha256 `{digest}...`).
-
-## What it does
-
-Given one parsed mail, it names its **type** (one of the twelve in the taxonomy) and its
-**severity** (one the policy table allows for that type), with the probability of the type
-as `confidence`. The seller's `rules.yaml` and the trust check (is this really Amazon?)
-run after it; the model never decides whether mail is genuine.
-
-## Data
-
-The corpus lives in `models/corpus/`. Its source is *template families*
-(`families/<lang>/<family>.yaml`): each is one way of writing one kind of mail (one Amazon
-template of one era, or one style of buyer), with several subjects and bodies and
-`[[a|b]]` alternatives. `python -m triage.corpus` renders each family deterministically
-into raw RFC 5322 mail (`mail/<lang>/<family>/NNNN.eml`: HTML notice layouts, text, or
-multipart/alternative; quoted-printable, base64 or 8bit) with realistic random slot values
-(names, orders, ASINs, amounts in the marketplace's currency, dates in the language's
-format) and writes `labels.csv`. The mail was written for this project from the public
-shape of Amazon seller notifications and buyer messages; it contains no real person's mail.
-
-{lang_table}
-
-{type_table}
-
-<details><summary>Mails per type/severity cell</summary>
-
-{cell_table}
-
-</details>
-
-## Method
-
-- Text: subject plus the first {body_cap} characters of the readable body (HTML tags
-  dropped, digits folded to 0 so order numbers and amounts teach shape, not values).
-- Features: TF-IDF word 1-2-grams; TF-IDF `char_wb` 3-4-grams of the first {char_cap}
-  characters (they carry across languages and inflections); tokens for the sender's
-  address local part, Amazon or not, subdomain, display-name words and the
-  `X-Space-Notification-Type` header.
-- Concepts (`triage/signals.py`): a small hand-written lexicon in English, German, French,
-  Italian and Spanish names what a person looks for — suspended / at risk / reinstated,
-  verification and deadlines, a metric above its target or back in it, a claim filed /
-  a response required / decided for or against the seller, chargebacks, listings removed
-  for policy vs. a warning with nothing removed yet, IP complaints, must ship today /
-  overdue, cancellations, returns and refunds, stranded stock, inbound problems, restock
-  limits, removal orders, storage fees, new listings, declined payments, funds on hold,
-  disbursements and invoices, undelivered messages, webinars, promotions, surveys,
-  advertising, shopping mail about one's own purchase — and reads star ratings
-  ("1 out of 5", "★★☆☆☆", "Rating: 2", "2 Sterne", "2 étoiles", "2 stelle",
-  "2 estrellas") into low / mid / high. Each becomes a token (`c:` anywhere, `s:` in the
-  subject) in a block weighted {signal_weight}x, not filtered by family: because the
-  lexicon, not one template, names a concept, it carries over to wording and languages
-  the model never saw. A few negations are handled ("no listing has been removed yet",
-  "you will not be debited", "now below the target").
-- Type: multinomial logistic regression over all blocks. Severity: one logistic
-  regression per type with a choice of severity, trained on that type's mail only, and
-  clamped to the policy table; `critical` is said as soon as its probability within the
-  type reaches **{threshold}** (the highest threshold whose held-out critical recall met
-  {goal}), since a missed critical costs far more than a false alarm.
-- Saved with skops (`triage-model.skops`, deflated); loading refuses any type outside a
-  fixed list.
-
-## Held-out scores
-
-{folds}-fold cross-validation that holds out **whole families** (`GroupKFold` on the family),
-so every score is on wording the model never saw in training.
-
-- type macro-F1: **{macro:.3f}**
-- severity exactly right: **{sev:.3f}**
-- critical recall: **{crec:.3f}**, precision {cprec:.3f}
-
-Critical threshold trade-off (held out):
-
-{trade_table}
-
-Most frequent held-out mistakes:
-
-{confusion_table}
-
-Timing of this run: {seconds}.
-
-## Blind held-out set
-
-{heldout}
-
-## Limits
-
-- The corpus is written, not collected: it teaches the signals a person uses (what
-  happened, what is asked, the stakes), but real templates change and new ones appear.
-  Mail unlike any family (a new Amazon programme, an unusual buyer) can be misread;
-  confidence is then usually low.
-- Severity inside a type depends on a few words ("granted to the buyer" vs "in your
-  favour", star counts); the held-out severity score above is the honest figure.
-- The concept lexicon (`triage/signals.py`) matches the start of a word: German
-  compounds are caught only where the lexicon spells them out (`Rücksendeanfrage`,
-  `Kontosperrung`, `Produktbewertung`). Negation is handled for a few phrases only ("no
-  listing has been removed", "will not be debited", "now below the target", "may be
-  removed"); other negations read like the plain statement.
-- Summaries that mention several ratings ("Positive 98 %, Negative 0 %") and inventory
-  notices between routine and urgent (a shipment checked in vs. one with missing units)
-  are the weakest cells in the held-out families above.
-- Only English, German, French, Italian and Spanish are covered.
-- Phishing that copies Amazon's wording is classified like the mail it imitates (a few
-  phishing families teach that an unknown domain which names Amazon is read by its
-  content); telling it apart is the trust check's job, not the model's.
-
-## Versions
-
-scikit-learn {sklearn}, skops {skops}, numpy {numpy}. A model file from other versions may
-refuse to load; `triage train` rebuilds it.
-
-## Retraining with your own corrected mail
-
-1. Add families under `models/corpus/families/<lang>/` (copy one of the same type and
-   rewrite its subjects and bodies in the way your mail is written), or fix a label.
-   Slots: `{{order_id}}`, `{{asin}}`, `{{amount}}`, `{{date}}`, `{{deadline_date}}`, `{{rate}}`
-   (above `{{target}}`), `{{good_rate}}` (below it), `{{tracking_rate}}` / `{{min_target}}`
-   (valid tracking), `{{stars}}` / `{{star_glyphs}}` (follow a feedback family's severity);
-   `[[a|b]]` picks one alternative and may nest. If your mail says something the lexicon
-   does not know, add the phrase to the concept in `triage/signals.py`.
-2. `python -m triage.corpus` renders the corpus again; `triage train` (or
-   `triage train --render` for both) evaluates, fits and writes `triage-model.skops`,
-   `metadata.json` and this card.
-3. To use a model elsewhere, set `TRIAGE_MODEL_DIR` to the folder holding it.
-"""

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage import replyclock, rules
-from triage.digest import DigestSchedule
 from triage.errors import ConfigError, RulesError
+from triage.schedule import DigestSchedule
 from triage.settings import Settings
 from triage.taxonomy import SEVERITIES, TYPES
 

@@ -16,7 +16,7 @@ from triage.errors import ModelError
 from triage.message import Message
 from triage.rules import Rules, clamp_severity
 from triage.taxonomy import TYPES
-from triage.verdict import Action, Verdict
+from triage.verdict import POSSIBLY_CRITICAL, Action, Verdict
 
 if TYPE_CHECKING:
     from triage.corrections import Match, Recall
@@ -203,6 +203,8 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         reasons.append(f"a {prediction.type} is never {prediction.severity}: {severity}")
     if found.suspicious:
         reasons.append(f"suspicious: {found.reason}")
+    # A stand-in classifier may not say; the shipped one marks an unsure critical.
+    possibly = bool(getattr(prediction, "possibly_critical", False))
     return Verdict(
         type=prediction.type,
         severity=severity,
@@ -212,6 +214,8 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         reasons=reasons,
         order_id=message.order_id,
         decided_by="headers" if settled else "model",
+        possibly_critical=possibly,
+        tags=[POSSIBLY_CRITICAL] if possibly else [],
     )
 
 

@@ -114,7 +114,7 @@ MAX_REGEX_MEMORY = 8 << 20
 NOTIFY_KINDS: tuple[str, ...] = ("alert", "digest", "ignore")
 
 # Modules that register top-level sections; imported before a file is read.
-SECTION_MODULES: tuple[str, ...] = ("triage.notify", "triage.digest")
+SECTION_MODULES: tuple[str, ...] = ("triage.notifypolicy", "triage.targets")
 
 _STR = "tag:yaml.org,2002:str"
 _TEXT_TAGS = (_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")

@@ -20,7 +20,8 @@ _SCHEMAS: list[str] = []
 # Modules that declare tables. They are imported before the first open so every table
 # exists whichever module happened to open the database first.
 STATEFUL_MODULES = (
-    "triage.sync", "triage.notify", "triage.digest", "triage.replyclock", "triage.corrections",
+    "triage.sync", "triage.notify", "triage.outbox", "triage.schedule", "triage.replyclock",
+    "triage.corrections",
 )
 
 

@@ -14,6 +14,8 @@ from typing import Any
 # the next digest, ``ignore`` drops the mail from alerts and digests, ``move`` and
 # ``flag`` change the mailbox, ``rescue`` moves genuine Amazon mail out of junk.
 ACTION_KINDS: tuple[str, ...] = ("alert", "digest", "ignore", "move", "flag", "rescue")
+# The tag a verdict carries (and the state keeps) when the model was unsure it is critical.
+POSSIBLY_CRITICAL = "possibly_critical"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Verdict:
     actions: list[Action] = field(default_factory=list)
     order_id: str | None = None
     error: str | None = None
+    # The model was unsure whether this is critical: alerts and the digest say so.
+    possibly_critical: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +56,7 @@ class Verdict:
             "confidence": round(self.confidence, 4),
             "order_id": self.order_id,
             "decided_by": self.decided_by,
+            "possibly_critical": self.possibly_critical,
             "reasons": list(self.reasons),
             "tags": list(self.tags),
             "actions": [a.describe() for a in self.actions],
