@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from receivers import record
 
-from triage import chat, digest, notify
+from triage import chat, notify
+from triage.document import split_body
 from triage.message import Message
 from triage.notifypolicy import NotifyPolicy
 from triage.schedule import DigestSchedule
@@ -74,7 +75,7 @@ def test_a_long_digest_is_split_then_summarised_never_inside_a_link(db, kind, li
         # Every link that starts in a part ends in it.
         assert part.count("](https://") == len(LINK.findall(part))
     full = db.conn.execute("SELECT body_markdown FROM notifications").fetchone()[0]
-    if len(digest.split_body(full, limit)) > most:
+    if len(split_body(full, limit)) > most:
         assert "more entries" in parts[-1] and "triage digest --preview" in parts[-1]
     else:
         assert "".join(parts) == full
@@ -91,7 +92,7 @@ def test_a_long_digest_is_split_then_summarised_never_inside_a_link(db, kind, li
     ],
 )
 def test_a_long_line_is_cut_at_a_space_outside_links(line, limit):
-    parts = digest.split_body(line, limit)
+    parts = split_body(line, limit)
     assert len(parts) > 1 and "".join(parts) == line
     assert all(len(p) <= limit for p in parts)
     for whole in [*LINK.findall(line), *re.findall(r"(?<!\()https://[^\s)]+", line)]:

@@ -13,6 +13,7 @@ from lxml import html as lxml_html
 from receivers import SmtpReceiver, record, run_cli
 
 from triage import digest
+from triage.document import Document, render, split_body
 from triage.message import Message
 from triage.schedule import DigestSchedule
 from triage.state import Database
@@ -77,14 +78,14 @@ def filled(db: Database) -> None:
         )
 
 
-def document(db: Database) -> digest.Document:
+def document(db: Database) -> Document:
     built = digest.build_digest(db.conn, title="Digest", since=None, until=NOW)
     return digest.to_document(built, TZ)
 
 
 def test_sections_come_in_priority_order_with_counts(db):
     filled(db)
-    text = digest.render(document(db), "text")
+    text = render(document(db), "text")
     headings = [line for line in text.splitlines() if line.startswith("== ")]
     assert headings == [
         "== Critical (2) ==",
@@ -106,7 +107,7 @@ def test_sections_come_in_priority_order_with_counts(db):
 
 def test_phishing_is_only_ever_listed_as_suspected_phishing(db):
     filled(db)
-    text = digest.render(document(db), "text")
+    text = render(document(db), "text")
     genuine = text.split("== Suspected phishing")[0]
     assert all("Fake section" not in part for part in genuine.split("\n"))
     assert "Verify now" not in genuine
@@ -115,7 +116,7 @@ def test_phishing_is_only_ever_listed_as_suspected_phishing(db):
 @pytest.mark.parametrize("body_format", ["html", "markdown"])
 def test_hostile_subjects_cannot_inject_markup_or_links(db, body_format):
     filled(db)
-    body = digest.render(document(db), body_format)
+    body = render(document(db), body_format)
     page = body if body_format == "html" else markdown.markdown(body)
     tree = lxml_html.fromstring(page)
     assert tree.xpath("//script") == []
@@ -136,14 +137,14 @@ def test_long_groups_are_trimmed_with_and_n_more(db):
     for n in range(30):
         mail(db, f"Listing {n}", "inventory", "low", 1 + n / 100)
     built = digest.build_digest(db.conn, title="Digest", since=None, until=NOW)
-    text = digest.render(digest.to_document(built, TZ, max_items=10), "text")
+    text = render(digest.to_document(built, TZ, max_items=10), "text")
     assert text.count("Listing ") == 10
     assert "- and 20 more" in text
 
 
 def test_long_chat_bodies_are_split_at_line_boundaries():
     body = "".join(f"line {n:03d}\n" for n in range(300))
-    parts = digest.split_body(body, 1000)
+    parts = split_body(body, 1000)
     assert all(len(p) <= 1000 for p in parts)
     assert "".join(parts) == body
     assert all(p.endswith("\n") for p in parts)
@@ -177,7 +178,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_the_html_digest_renders_in_a_browser_in_priority_order(db, tmp_path):
     filled(db)
     page = tmp_path / "digest.html"
-    page.write_text(digest.render(document(db), "html"), encoding="utf-8")
+    page.write_text(render(document(db), "html"), encoding="utf-8")
     result = subprocess.run(
         [
             CHROMIUM,
@@ -306,7 +307,7 @@ def test_answered_buyer_messages_go_after_those_still_waiting(db):
          sender="b2@marketplace.amazon.com", orders=["111-0000002-0000002"])
     with db.transaction() as conn:
         replyclock.mark_answered(conn, [first], NOW - timedelta(hours=4))
-    text = digest.render(document(db), "text")
+    text = render(document(db), "text")
     high = text.split("== High (2) ==")[1]
     assert high.index("Can I change the size?") < high.index("Where is my parcel?")
     assert "Do this first: Answer a buyer about order 111-0000002-0000002" in text

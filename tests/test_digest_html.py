@@ -20,6 +20,7 @@ from lxml import html as lxml_html
 from receivers import record
 
 from triage import digest, replyclock
+from triage.document import render
 from triage.message import Message
 from triage.state import Database
 from triage.verdict import Action, Verdict
@@ -113,7 +114,7 @@ def everything(db: Database) -> None:
 def html_digest(db: Database) -> str:
     built = digest.build_digest(db.conn, title="Amazon mail: daily digest, Mon 24 Nov",
                                 since=NOW - timedelta(hours=36), until=NOW, tz=TZ)
-    return digest.render(digest.to_document(built, TZ), "html")
+    return render(digest.to_document(built, TZ), "html")
 
 
 # Chromium's headless window is at least 500 px wide, so the digest is shown in a frame

@@ -8,6 +8,7 @@ from pathlib import Path
 from receivers import record
 
 from triage import digest, notify
+from triage.document import render
 from triage.message import Message
 from triage.model import Prediction
 from triage.pipeline import Pipeline
@@ -67,7 +68,7 @@ def test_the_digest_says_possibly_critical(db) -> None:
     sure = Verdict("account_health", "high", 0.9, amazon=True)
     record(db, notice("Your rating improved"), sure, received_at=NOW, now=NOW)
     built = digest.build_digest(db.conn, title="Digest", since=None, until=NOW)
-    text = digest.render(digest.to_document(built, digest.ZoneInfo("UTC")), "text")
+    text = render(digest.to_document(built, digest.ZoneInfo("UTC")), "text")
     lines = [line for line in text.splitlines() if "Update on your appeal" in line]
     assert lines and all("possibly critical" in line for line in lines)
     assert "possibly critical" not in "".join(

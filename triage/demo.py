@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from triage import settings, sync
+from triage.document import render
 from triage.mailbox import Fetched, Folder, FolderStatus
 
 SAMPLE_DIR = Path(__file__).with_name("sample_mailbox")
@@ -118,7 +119,7 @@ def run_demo(out: Callable[[str], None] = print, now: datetime | None = None) ->
             report = digest.build_digest(db.conn, title="Amazon mail digest (demo)", since=None,
                                          until=now)
             zone = notifypolicy.timezone(config)
-            out(digest.render(digest.to_document(report, zone), "text"))
+            out(render(digest.to_document(report, zone), "text"))
         finally:
             db.close()
     return 0

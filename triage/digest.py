@@ -19,6 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from triage import performance, sellercentral
+from triage.deadline import claim_label
 from triage.document import (
     SEVERITY_LABELS,
     Bar,
@@ -30,31 +31,12 @@ from triage.document import (
     Link,
     Section,
     Strip,
-    clean,
-    escape_markdown,
     render,
-    safe_url,
-    split_body,
-    summarise_for_chat,
 )
 from triage.errors import ConfigError
 from triage.replyclock import Clock, ReplyRate, daily_rates, open_clocks, reply_rate
 from triage.taxonomy import SEVERITIES, TYPES, severity_rank
 from triage.verdict import POSSIBLY_CRITICAL
-
-__all__ = [
-    "Document",
-    "Group",
-    "Inline",
-    "Link",
-    "Section",
-    "clean",
-    "escape_markdown",
-    "render",
-    "safe_url",
-    "split_body",
-    "summarise_for_chat",
-]
 
 TYPE_LABELS: dict[str, str] = {
     "buyer_message": "Buyer messages",
@@ -306,12 +288,7 @@ def headline(entry: Entry, size: int = 1) -> str:
     """What happened, in a few words: ``A-to-z claim on order 111-...``."""
     name = WHAT[entry.type]
     if entry.type == "claim":
-        lowered = entry.subject.lower()
-        name = (
-            "Chargeback"
-            if "chargeback" in lowered
-            else "A-to-z claim" if "a-to-z" in lowered else "Claim"
-        )
+        name = claim_label(entry.sender, entry.subject)
     on_order = f" on order {entry.order_id}" if entry.order_id else ""
     more = f" ({size} mails)" if size > 1 else ""
     return f"{name}{on_order}{more}"

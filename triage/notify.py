@@ -96,20 +96,6 @@ CONFIRMATION_TYPES = ("BBC_MESSAGE_CONFIRMATION_TO_MERCHANT",)
 BUYER_MESSAGE_TYPES = ("BBC_MESSAGE_SENT_TO_MERCHANT",)
 SENT_COPY = re.compile(r"\b(message sent|sent message|your message to)\b", re.IGNORECASE)
 
-HEADLINES: dict[str, str] = {
-    "buyer_message": "Buyer message",
-    "order": "Order notice",
-    "return": "Return",
-    "claim": "Claim",
-    "feedback": "Feedback",
-    "account_health": "Account health",
-    "policy": "Policy warning",
-    "message_blocked": "Your message was not delivered",
-    "payment": "Payment",
-    "inventory": "Inventory",
-    "marketing": "Amazon news",
-    "other": "Mail",
-}
 
 # What must still be pushed about a message (grouped into one alert when sent), and
 # what the silence watch remembers.
@@ -392,7 +378,7 @@ def headline(entry: digests.Entry, now: datetime, tz: ZoneInfo) -> str:
     if entry.unreadable:
         sender = entry.sender or "an unknown sender"
         return f"Could not read a mail from {sender}: check Seller Central (not its links)"
-    name = HEADLINES[entry.type]
+    name = digests.WHAT[entry.type]
     if entry.type == "claim":
         name = deadline.claim_label(entry.sender, entry.subject)
     on_order = f" on order {entry.order_id}" if entry.order_id else ""

@@ -24,7 +24,7 @@ import yaml
 from triage import sellercentral
 from triage.document import Document, Inline, Link, Section
 from triage.errors import RulesError
-from triage.rules import Node
+from triage.rules import Node, compose
 from triage.state import register_schema
 
 DATA_FILE = "performance.yaml"
@@ -344,10 +344,7 @@ def load() -> Patterns:
 
 def parse(text: str, path: str) -> Patterns:
     """Metrics and names from YAML; a wrong entry is refused with its file and line."""
-    composed = yaml.compose(text, Loader=yaml.SafeLoader)
-    if composed is None:
-        raise RulesError(path, None, "the file is empty")
-    root = Node(composed, path)
+    root = compose(text, path)
     top = root.fields(("metrics", "languages"), required=("metrics", "languages"))
     metrics = _metrics(top["metrics"])
     names: dict[str, list[str]] = {key: [] for key in metrics}

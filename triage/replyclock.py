@@ -197,25 +197,22 @@ def stop_thread(
 
 def mark_answered(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> int:
     """The seller answered these buyer messages (their ``\\Answered`` flag is set)."""
-    stopped = 0
-    for row_id in row_ids:
-        cursor = conn.execute(
-            "UPDATE reply_clocks SET answered_at = ?, answered_by = 'flag' "
-            "WHERE answered_at IS NULL AND message_row = ?",
-            (now.isoformat(), row_id),
-        )
-        stopped += cursor.rowcount
-    return stopped
+    return _stop(conn, row_ids, now, "flag")
 
 
 def mark_no_response(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime) -> int:
     """The seller marked these buyer messages "no response needed": their clocks stop."""
+    return _stop(conn, row_ids, now, NO_RESPONSE)
+
+
+def _stop(conn: sqlite3.Connection, row_ids: Sequence[int], now: datetime, by: str) -> int:
+    """Stop the open clocks of these messages, saying what stopped them; how many stopped."""
     stopped = 0
     for row_id in row_ids:
         cursor = conn.execute(
             "UPDATE reply_clocks SET answered_at = ?, answered_by = ? "
             "WHERE answered_at IS NULL AND message_row = ?",
-            (now.isoformat(), NO_RESPONSE, row_id),
+            (now.isoformat(), by, row_id),
         )
         stopped += cursor.rowcount
     return stopped

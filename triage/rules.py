@@ -242,6 +242,14 @@ class Node:
         return None
 
 
+def compose(text: str, path: str) -> Node:
+    """A shipped data file's YAML as a :class:`Node`; an empty file is refused by name."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        raise RulesError(path, None, "the file is empty")
+    return Node(root, path)
+
+
 def _one_of(names: Iterable[str]) -> str:
     return ", ".join(names)
 

@@ -16,8 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import yaml
 
-from triage.errors import RulesError
-from triage.rules import Node
+from triage.rules import Node, compose
 from triage.taxonomy import AMAZON_TLDS, TYPES, is_amazon_domain
 
 DATA_FILE = "sellercentral.yaml"
@@ -89,10 +88,7 @@ def load() -> SellerCentral:
 
 def parse(text: str, path: str) -> SellerCentral:
     """Hosts and pages from YAML; a wrong entry is refused with its file and line."""
-    composed = yaml.compose(text, Loader=yaml.SafeLoader)
-    if composed is None:
-        raise RulesError(path, None, "the file is empty")
-    root = Node(composed, path)
+    root = compose(text, path)
     fields = root.fields(("default", "hosts", "pages"), required=("default", "hosts", "pages"))
     hosts: dict[str, str] = {}
     for key, value in _pairs(fields["hosts"]):
