@@ -140,9 +140,13 @@ def stored(subject: str, body: str, *, sender: str = "seller-news@amazon.com",
         (0.9, False, ("payment", "low"), ("payment", "low"), ("payment", "high"), True),
         (0.6, False, ("payment", "low"), ("payment", "low"), ("payment", "high"), False),
         (0.6, True, ("payment", "low"), ("payment", "low"), ("payment", "high"), True),
-        # news: a sender whose mail the seller called marketing
-        (0.1, True, ("return", "normal"), ("payment", "low"), ("marketing", "low"), True),
-        (0.1, False, ("return", "normal"), ("payment", "low"), ("marketing", "low"), False),
+        # news: a sender's mail the model misread as it misread the one the seller called
+        # marketing
+        (0.1, True, ("payment", "low"), ("payment", "low"), ("marketing", "low"), True),
+        (0.1, False, ("payment", "low"), ("payment", "low"), ("marketing", "low"), False),
+        # ... not the same sender's mail the model read otherwise (no-reply@amazon also
+        # sends orders)
+        (0.1, True, ("return", "normal"), ("payment", "low"), ("marketing", "low"), False),
         # ... but no order to ship today is taken for news unless the seller said so of one
         (0.1, True, ("order", "high"), ("payment", "low"), ("marketing", "low"), False),
         (0.1, True, ("order", "high"), ("order", "high"), ("marketing", "low"), True),

@@ -311,6 +311,7 @@ class Recall:
         self.corrections = list(corrections)
         self._senders = np.array([sender_key(c.sender) for c in self.corrections], dtype=object)
         self._news = np.array([c.type in NEWS_TYPES for c in self.corrections], dtype=bool)
+        self._outcomes: dict[int, int] = {}
         self._matrix = _vectorizer().transform(
             [sketch(c.subject, c.body) for c in self.corrections]
         ) if self.corrections else None
@@ -346,9 +347,41 @@ class Recall:
         for index in possible[np.argsort(-scores[possible], kind="stable")]:
             correction, score = self.corrections[int(index)], float(scores[index])
             same_sender = bool(same[index])
-            if follows(correction, score, same_sender, said):
+            if follows(correction, score, same_sender, said) and (
+                    correction.type != correction.model_type
+                    or self._outcome(int(index)) * outcome(message.subject,
+                                                           body_of(message, BODY_CHARS)) >= 0):
                 return Match(correction, score, news=not alike(score, same_sender))
         return None
+
+    def _outcome(self, index: int) -> int:
+        if index not in self._outcomes:
+            correction = self.corrections[index]
+            self._outcomes[index] = outcome(correction.subject, correction.body)
+        return self._outcomes[index]
+
+
+# What happened, as the lexicon reads it, good or bad for the seller. A correction of
+# severity alone says how grave one outcome is: a claim decision lowered to "in your
+# favour" must not lower the next decision of the same template that went against the
+# seller. Mail that names both, or neither, is not told apart this way.
+GOOD_OUTCOMES = frozenset({
+    "reinstated", "resolved", "no_action", "decided_favour", "closed_withdrawn", "approved",
+    "not_removed", "back_in_target", "improved", "positive",
+})
+BAD_OUTCOMES = frozenset({
+    "against_seller", "denied", "recovery_refused", "suspended", "listing_removed",
+    "above_target", "negative", "threat", "at_risk", "may_be_removed", "final_notice",
+})
+
+
+def outcome(subject: str, body: str) -> int:
+    """+1 when the mail names only good outcomes, -1 only bad ones, else 0."""
+    from triage import signals  # the lexicon is loaded only by accounts with corrections
+
+    found = signals.concepts(signals.normalise(f"{subject}\n{body}"))
+    good, bad = bool(found & GOOD_OUTCOMES), bool(found & BAD_OUTCOMES)
+    return int(good) - int(bad)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -373,10 +406,14 @@ def follows(correction: Correction, score: float, same_sender: bool,
         return False
     if alike(score, same_sender):
         return True
-    # News: any mail of the sender; but one that would alert (high, critical) only when
-    # the seller lowered one as urgent, so no order to ship today is taken for news.
-    return same_sender and correction.type in NEWS_TYPES and severity_rank(said[1]) >= min(
-        severity_rank(correction.model_severity), severity_rank(NEWS_LOWERS_FROM))
+    # News: the sender's other mail the model misread the same way (one sender, such as
+    # no-reply@amazon, also sends orders and notices, which must not turn into news); but
+    # one that would alert (high, critical) only when the seller lowered one as urgent, so
+    # no order to ship today is taken for news.
+    return (same_sender and correction.type in NEWS_TYPES
+            and said[0] == correction.model_type
+            and severity_rank(said[1]) >= min(severity_rank(correction.model_severity),
+                                              severity_rank(NEWS_LOWERS_FROM)))
 
 
 def account_for(settings: Settings, name: str | None = None) -> str:
