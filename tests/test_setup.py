@@ -109,6 +109,21 @@ def test_a_bad_preset_is_refused_with_file_and_line(text: str, refusal: str) -> 
         providers.parse(text, "providers.yaml")
 
 
+def test_a_damaged_presets_file_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A damaged install cannot be made with a real file without editing the installed
+    # package, so the reading of it is replaced.
+    from triage import cli
+
+    monkeypatch.setattr(providers, "presets",
+                        lambda: providers.parse("gmail: [", "triage/providers.yaml"))
+    assert cli.main(["--version"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("triage: triage/providers.yaml: not valid YAML")
+    assert "Traceback" not in err
+
+
 def test_a_provider_name_fills_in_the_server_and_explicit_settings_win() -> None:
     oauth = {"TRIAGE_OAUTH_TOKEN_URL": "https://login.example/token",
              "TRIAGE_OAUTH_CLIENT_ID": "app", "TRIAGE_OAUTH_REFRESH_TOKEN": "secret-rt"}

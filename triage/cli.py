@@ -248,9 +248,11 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
     try:
+        # Inside the try: the parser reads the shipped provider presets, and a damaged
+        # install must say so in one line, not a traceback.
+        args = build_parser().parse_args(argv)
+        handler: Handler = args.handler
         _setup_logging(args.verbose)
         return handler(args)
     except TriageError as exc:
