@@ -474,6 +474,10 @@ def test_phrases_name_their_concept(text: str, concept: str) -> None:
         ("Your claim was not approved", "approved"),
         ("We removed two images; your listing is still active", "listing_removed"),
         ("Product images were removed; the offer stays live", "listing_removed"),
+        ("Your account is no longer at risk", "at_risk"),
+        ("Ihr Konto ist nicht mehr gefährdet", "at_risk"),
+        ("Il tuo account non è più a rischio", "at_risk"),
+        ("Tu cuenta ya no está en riesgo", "at_risk"),
     ],
 )
 def test_negated_phrases_do_not_name_the_concept(text: str, absent: str) -> None:

@@ -317,6 +317,7 @@ SUPPRESSES = {
     "may_be_removed": ("listing_removed",),
     # "We removed two images; your listing is still active": a part, not the listing.
     "part_removed": ("listing_removed",),
+    "not_at_risk": ("at_risk",),
     "info_needed": ("closed_withdrawn",),
     "back_in_target": ("above_target",),
     # A claim "resolved" by granting it to the buyer is a decision against the seller
