@@ -746,9 +746,9 @@ Cross-validated scores (families held out, see below) per language:
   required vs no action required); a removal done vs one said as a condition or a threat
   ("to avoid deactivation", "if this continues"); a part of a listing taken down (images,
   title, A+ content) vs the listing; a possible pricing error; money held, delayed or
-  reserved vs paid out; claims, chargebacks, returns, stars and more. Each becomes a token (`c:` anywhere, `s:` in the
-  subject) in a block weighted {signal_weight}x, not filtered by family, so it carries to
-  wording and languages the model never saw.
+  reserved vs paid out; claims, chargebacks, returns, stars and more. Each becomes a
+  token (`c:` anywhere, `s:` in the subject) in a block weighted {signal_weight}x, not
+  filtered by family, so it carries to wording and languages the model never saw.
 - Type: multinomial logistic regression over all blocks. Severity: one logistic
   regression per type with a choice of severity, trained on that type's mail only.
 - Critical first: `critical` is said as soon as its probability within the type reaches
