@@ -225,6 +225,25 @@ def test_plain_part_preferred_over_html() -> None:
     assert parse(raw).text == "plain words"
 
 
+def test_a_forwarded_html_notice_is_read_under_a_plain_note() -> None:
+    # A colleague forwards Amazon's HTML-only notice whole, with a plain note on top:
+    # each message picks its own part, so the notice is read, not hidden by the note.
+    raw = (
+        b"From: Luc <luc@boutique.example>\r\nSubject: TR: info\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nje te transfere ce mail\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\n"
+        b"From: seller-performance@amazon.fr\r\nSubject: Offre retiree\r\n"
+        b'Content-Type: multipart/alternative; boundary="c"\r\n\r\n'
+        b'--c\r\nContent-Type: text/html\r\n\r\n<p>Nous avons retir\xc3\xa9 votre offre'
+        b' <a href="https://sellercentral.amazon.fr/x">ici</a></p>\r\n--c--\r\n--b--\r\n'
+    )
+    m = parse(raw)
+    assert m.text.startswith("je te transfere ce mail\n\n")
+    assert "Nous avons retiré votre offre" in m.text
+    assert m.links == ("https://sellercentral.amazon.fr/x",)
+
+
 def test_attachment_text_is_not_body() -> None:
     raw = (
         b"From: a@example.com\r\nMIME-Version: 1.0\r\n"

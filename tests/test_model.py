@@ -448,6 +448,17 @@ def test_stars_fall_into_the_severity_buckets(stars: int, bucket: str) -> None:
         ("Iscriviti al nostro webinar gratuito", "webinar_event"),
         ("Your package is arriving tomorrow", "own_purchase"),
         ("Nous avons approuvé votre demande de remboursement SAFE-T", "approved"),
+        ("To avoid the deactivation of this listing, please edit it", "threat"),
+        ("Um eine Deaktivierung zu vermeiden, korrigieren Sie bitte", "threat"),
+        ("Si cela se reproduit, l'offre pourra être supprimée", "threat"),
+        ("We removed some of your images from the listing", "part_removed"),
+        ("Abbiamo rimosso l'immagine principale di {asin}", "part_removed"),
+        ("Hemos retirado la imagen principal del anuncio", "part_removed"),
+        ("We found a potential pricing error on your offer", "pricing_error"),
+        ("Wir haben einen möglichen Preisfehler festgestellt", "pricing_error"),
+        ("Une erreur de prix potentielle sur votre offre", "pricing_error"),
+        ("Il prezzo potrebbe essere errato", "pricing_error"),
+        ("Hemos detectado un posible error de precio", "pricing_error"),
     ],
 )
 def test_phrases_name_their_concept(text: str, concept: str) -> None:
@@ -461,6 +472,12 @@ def test_phrases_name_their_concept(text: str, concept: str) -> None:
         ("You will not be debited for this claim", "against_seller"),
         ("Your late shipment rate is now below the target", "above_target"),
         ("Your claim was not approved", "approved"),
+        ("We removed two images; your listing is still active", "listing_removed"),
+        ("Product images were removed; the offer stays live", "listing_removed"),
+        ("Your account is no longer at risk", "at_risk"),
+        ("Ihr Konto ist nicht mehr gefährdet", "at_risk"),
+        ("Il tuo account non è più a rischio", "at_risk"),
+        ("Tu cuenta ya no está en riesgo", "at_risk"),
     ],
 )
 def test_negated_phrases_do_not_name_the_concept(text: str, absent: str) -> None:

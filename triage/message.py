@@ -559,13 +559,20 @@ def _plain_date(value: str) -> datetime | None:
 
 
 def _body(mime: email.message.Message) -> tuple[str, list[str]]:
-    """The readable text (plain parts first, else HTML) and every href of the HTML."""
-    plain: list[str] = []
-    html: list[str] = []
-    for part, subtype, content_type in _text_parts(mime):
+    """The readable text (plain parts first, else HTML) and every href of the HTML.
+
+    A forwarded message attached whole (message/rfc822) chooses for itself: a
+    colleague's plain note must not hide the HTML-only notice forwarded under it.
+    """
+    groups: dict[int, tuple[list[str], list[str]]] = {}
+    for part, subtype, content_type, owner in _text_parts(mime):
         content = _decode_part(part, content_type)
         if content:
+            plain, html = groups.setdefault(owner, ([], []))
             (html if subtype == "html" else plain).append(content)
+    if len(groups) > 1:
+        return _nested_body(list(groups.values()))
+    plain, html = next(iter(groups.values()), ([], []))
     text = "\n".join(plain).strip()
     if not html:
         return _tidy(text), []
@@ -576,26 +583,41 @@ def _body(mime: email.message.Message) -> tuple[str, list[str]]:
     return html_text.rstrip(), hrefs
 
 
+def _nested_body(groups: list[tuple[list[str], list[str]]]) -> tuple[str, list[str]]:
+    """The text of a message and the messages nested in it, each read on its own."""
+    texts: list[str] = []
+    for plain, html in groups:
+        text = "\n".join(plain).strip()
+        texts.append(_tidy(text) if text else html_to_text("\n".join(html))[0].rstrip())
+    every_html = "\n".join(h for _, html in groups for h in html)
+    hrefs = html_hrefs(every_html) if every_html else []
+    return _tidy("\n\n".join(t for t in texts if t)), hrefs
+
+
 def _text_parts(
-    mime: email.message.Message,
-) -> Iterator[tuple[email.message.Message, str, object]]:
-    """The plain and HTML parts that are not attachments, with subtype and Content-Type."""
+    mime: email.message.Message, owner: int = 0
+) -> Iterator[tuple[email.message.Message, str, object, int]]:
+    """The plain and HTML parts that are not attachments, with subtype, Content-Type and
+    the message they belong to (the top one, or a message nested in it whole)."""
     # Each header is looked up once and read as get_content_type(),
     # get_content_disposition() and get_filename() would read it.
-    for part in mime.walk():
-        if part.is_multipart():
-            continue
-        content_type = part.get("content-type")
-        media_type = _media_type(content_type, part.get_default_type())
-        if media_type != "text/plain" and media_type != "text/html":
-            continue
-        disposition = part.get("content-disposition")
-        if disposition is not None and _media_type(disposition, "") == "attachment":
-            continue
-        named = _may_name_a_file(content_type) or _may_name_a_file(disposition)
-        if named and part.get_filename():
-            continue
-        yield part, media_type[5:], content_type
+    if mime.is_multipart():
+        nested = _media_type(mime.get("content-type"), mime.get_default_type()) in NESTED_MESSAGES
+        for sub in mime.get_payload():
+            if isinstance(sub, email.message.Message):
+                yield from _text_parts(sub, id(sub) if nested else owner)
+        return
+    content_type = mime.get("content-type")
+    media_type = _media_type(content_type, mime.get_default_type())
+    if media_type != "text/plain" and media_type != "text/html":
+        return
+    disposition = mime.get("content-disposition")
+    if disposition is not None and _media_type(disposition, "") == "attachment":
+        return
+    named = _may_name_a_file(content_type) or _may_name_a_file(disposition)
+    if named and mime.get_filename():
+        return
+    yield mime, media_type[5:], content_type, owner
 
 
 def _media_type(value: object, default: str) -> str:

@@ -315,6 +315,9 @@ SUPPRESSES = {
     "not_removed": ("action_taken", "listing_removed"),
     "no_impact": ("against_seller",),
     "may_be_removed": ("listing_removed",),
+    # "We removed two images; your listing is still active": a part, not the listing.
+    "part_removed": ("listing_removed",),
+    "not_at_risk": ("at_risk",),
     "info_needed": ("closed_withdrawn",),
     "back_in_target": ("above_target",),
     # A claim "resolved" by granting it to the buyer is a decision against the seller

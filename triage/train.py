@@ -743,10 +743,12 @@ Cross-validated scores (families held out, see below) per language:
   names what a person looks for: suspended without the word (may not sell, funds not
   transferred), at risk, reinstated; the **outcome** of an appeal, a claim or a review
   (granted vs refused, reinstated vs still deactivated, removed vs edited, action
-  required vs no action required); money held, delayed or reserved vs paid out; claims,
-  chargebacks, returns, stars and more. Each becomes a token (`c:` anywhere, `s:` in the
-  subject) in a block weighted {signal_weight}x, not filtered by family, so it carries to
-  wording and languages the model never saw.
+  required vs no action required); a removal done vs one said as a condition or a threat
+  ("to avoid deactivation", "if this continues"); a part of a listing taken down (images,
+  title, A+ content) vs the listing; a possible pricing error; money held, delayed or
+  reserved vs paid out; claims, chargebacks, returns, stars and more. Each becomes a
+  token (`c:` anywhere, `s:` in the subject) in a block weighted {signal_weight}x, not
+  filtered by family, so it carries to wording and languages the model never saw.
 - Type: multinomial logistic regression over all blocks. Severity: one logistic
   regression per type with a choice of severity, trained on that type's mail only.
 - Critical first: `critical` is said as soon as its probability within the type reaches
