@@ -49,7 +49,10 @@ IDLE_SEEN = "IDLE"
 
 # Profile stages: (stage, functions whose cumulative time it is), by (file suffix, name).
 STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("fetch (imapclient)", (("triage/mailbox.py", "fetch"),)),
+    ("fetch (imapclient)", (("triage/mailbox/fetch.py", "fetch"),
+                            ("triage/mailbox/fetch.py", "fetch_openings"),
+                            ("triage/mailbox/fetch.py", "fetch_rest"))),
+    ("screen (headers and opening)", (("triage/screen.py", "screen"),)),
     ("parse", (("triage/message.py", "parse"),)),
     ("features + model", (("triage/model.py", "predict"),)),
     ("rules + trust", (("triage/pipeline.py", "decide"),)),
