@@ -1,7 +1,8 @@
 """Per-folder sync: fetch what is new, decide, act, and record it exactly once.
 
 Each watched folder keeps its UIDVALIDITY and the last UID seen. New UIDs are fetched
-in batches (``BODY.PEEK[]``, size-capped), parsed and decided; the mailbox actions
+in batches (each mail's opening first, the whole mail, size-capped, only when the screen
+does not settle it: see :meth:`Syncer._screened`), parsed and decided; the mailbox actions
 (flag, move, rescue) are applied, and then ONE transaction per batch inserts the
 ``messages`` rows, queues the notifications and advances the folder's last UID.
 
