@@ -1,4 +1,4 @@
-"""Decoding in a second process gives exactly what decoding here gives."""
+"""Reading in a second process gives exactly what reading here gives."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from triage.decoder import MIN_PARALLEL_BATCH, Decoder, ParallelDecoder, reap_stale_worker
 from triage.model import Classifier
+from triage.screen import SETTLED
 from triage.settings import default_model_dir
 
 CORPUS = Path(__file__).resolve().parent / "corpora"
@@ -40,10 +41,10 @@ def summary(decoded: list) -> list[tuple[str, str, str | None]]:  # type: ignore
 
 def test_a_worker_decodes_the_same_as_this_process(raws: list[bytes]) -> None:
     classifier = Classifier.load()
-    here = Decoder(classifier).decode(raws)
+    here = Decoder(classifier).read(raws)
     parallel = ParallelDecoder(classifier, default_model_dir())
     try:
-        assert summary(parallel.decode(raws)) == summary(here)
+        assert summary(parallel.read(raws)) == summary(here)
     finally:
         parallel.close()
     assert here[-1].message.error and here[-1].prediction is None
@@ -54,9 +55,19 @@ def test_a_dead_worker_is_replaced_by_decoding_here(raws: list[bytes], tmp_path:
     # A worker that cannot load its model fails every batch it is given.
     broken = ParallelDecoder(classifier, tmp_path / "no-model-here")
     try:
-        assert summary(broken.decode(raws)) == summary(Decoder(classifier).decode(raws))
+        assert summary(broken.read(raws)) == summary(Decoder(classifier).read(raws))
     finally:
         broken.close()
+
+
+def test_decode_screens_first_and_reads_the_rest_in_full(raws: list[bytes]) -> None:
+    decoder = Decoder(Classifier.load())
+    decoded = decoder.decode(raws)
+    settled = [d for d in decoded if d.prediction is SETTLED]
+    assert settled and len(settled) < len(raws)
+    rest = [r for r, d in zip(raws, decoded, strict=True) if d.prediction is not SETTLED]
+    read = decoder.read(rest)
+    assert summary(read) == summary([d for d in decoded if d.prediction is not SETTLED])
 
 
 def test_a_worker_left_by_an_earlier_run_is_ended_and_nothing_else(tmp_path: Path) -> None:
@@ -89,7 +100,7 @@ def test_the_worker_lives_only_while_a_backlog_lasts(raws: list[bytes]) -> None:
     parallel = ParallelDecoder(Classifier.load(), default_model_dir())
     try:
         assert workers() == []  # nothing started before there is a backlog
-        parallel.decode(raws)
+        parallel.read(raws)  # the mail its screen left to read in full
         assert len(workers()) == 1
         parallel.rest()  # caught up
         deadline = time.monotonic() + 20
@@ -97,7 +108,7 @@ def test_the_worker_lives_only_while_a_backlog_lasts(raws: list[bytes]) -> None:
             time.sleep(0.1)
         assert workers() == []
         # The next backlog starts a new one, and decodes as before.
-        assert summary(parallel.decode(raws)) == summary(Decoder(Classifier.load()).decode(raws))
+        assert summary(parallel.read(raws)) == summary(Decoder(Classifier.load()).read(raws))
         assert len(workers()) == 1
     finally:
         parallel.close()

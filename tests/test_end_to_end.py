@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from receivers import HttpReceiver
 
+from triage.screen import OPENING_BYTES
 from triage.settings import default_model_dir
 
 WAIT = 30.0
@@ -89,3 +91,36 @@ def test_a_claim_is_pushed_and_phishing_stays_in_junk(dovecot, tmp_path: Path) -
         daemon.wait(timeout=15)
         phone.stop()
     assert daemon.returncode == 0
+
+
+def test_a_backfill_reads_long_amazon_mail_whole_and_settles_long_newsletters(
+    dovecot, tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    footer = "Manage your preferences. Our stores are open every day of the week.\n" * 200
+    claim = notice(
+        '"Amazon Seller Central" <atoz-guarantee-no-reply@amazon.com>',
+        "A-to-z Guarantee claim filed: Order 113-7781204-5530618",
+        "A buyer has filed an A-to-z Guarantee claim on order 113-7781204-5530618 (item not "
+        f"received). Please respond within 3 calendar days.\n{footer}"
+        "https://sellercentral.amazon.com/gp/guarantee-claims/home.html",
+        "amazon.com",
+    )
+    news = notice('"Garden Weekly" <news@gardenweekly.example>', "Ten bulbs to plant now",
+                  f"Our picks for the autumn.\n{footer}", None)
+    assert min(len(claim), len(news)) > OPENING_BYTES + 4096, "longer than the opening"
+    dovecot.append("INBOX", claim)
+    dovecot.append("INBOX", news)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env.update(dovecot.env())
+    env["TRIAGE_STATE_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "triage.cli", "run", "--once"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "triage.db") as db:
+        rows = {subject: rest for subject, *rest in db.execute(
+            "SELECT subject, type, decided_by, link FROM messages")}
+    # The claim's link comes after its opening: it was read whole, and not by the screen.
+    kind, decided_by, link = rows["A-to-z Guarantee claim filed: Order 113-7781204-5530618"]
+    assert (kind, link) == ("claim", "https://sellercentral.amazon.com/gp/guarantee-claims/home.html")
+    assert decided_by != "headers"
+    assert rows["Ten bulbs to plant now"] == ["other", "headers", ""]

@@ -201,6 +201,25 @@ def test_fetch_in_small_batches_keeps_uid_order_and_skips_gone_uids(
     assert [f.raw for f in fetched] == [message(f"Message {n}") for n in range(5)]
 
 
+def test_openings_then_the_rest_give_each_message_whole(dovecot: dovecot_lib.Account) -> None:
+    cap = 64 * 1024
+    small = dovecot.append("INBOX", message("Short note"))
+    long = dovecot.append("INBOX", message("Catalogue", size=40 * 1024))
+    big = dovecot.append("INBOX", message("Invoice attached", size=5 * 1024 * 1024))
+    with Mailbox(dovecot.imap_settings(max_fetch_bytes=cap)) as box:
+        openings = {f.uid: f for f in box.fetch_openings("INBOX", [small, long, big, 999], 4096)}
+        assert set(openings) == {small, long, big}
+        assert openings[small].raw == message("Short note") and not openings[small].truncated
+        assert openings[long].raw == message("Catalogue", size=40 * 1024)[:4096]
+        assert openings[long].truncated and openings[long].size == len(message("Catalogue",
+                                                                               size=40 * 1024))
+        whole = {f.uid: f for f in box.fetch_rest("INBOX", list(openings.values()))}
+    assert whole[small].raw == message("Short note")
+    assert whole[long].raw == message("Catalogue", size=40 * 1024) and not whole[long].truncated
+    assert whole[big].raw == message("Invoice attached", size=5 * 1024 * 1024)[:cap]
+    assert whole[big].truncated
+
+
 def test_uids_after_the_last_seen_one(dovecot: dovecot_lib.Account, mailbox: Mailbox) -> None:
     uids = [dovecot.append("INBOX", message(f"Order {n}")) for n in range(3)]
     assert mailbox.uids_after("INBOX", 0) == uids

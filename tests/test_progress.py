@@ -77,3 +77,20 @@ def test_classify_of_many_files_into_a_file_logs_its_progress(tmp_path: Path) ->
     count = len(out.read_text().splitlines())
     assert count == len(list((CORPORA / "package-notices").glob("*.eml")))
     assert f"classify: done, {count:,} mail" in result.stderr
+
+
+def test_train_into_a_pipe_logs_its_steps_without_a_bar(tmp_path: Path) -> None:
+    from test_model import write_tiny_corpus
+
+    root = write_tiny_corpus(tmp_path / "corpus")
+    result = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "train", "--corpus", str(root), "--out",
+         str(tmp_path / "model"), "--folds", "2", "--render"],
+        capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")},
+    )
+    assert result.returncode == 0, result.stderr
+    # Reading the mail, two folds, the final fit.
+    assert "train: done, 4 of 4 step" in result.stderr
+    assert "\r" not in result.stderr  # a bar redraws its line; a log does not
+    assert (tmp_path / "model" / "metadata.json").exists()

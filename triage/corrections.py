@@ -39,8 +39,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from triage.errors import ConfigError, TriageError
 from triage.message import Message
 from triage.rules import NOTIFY_KINDS, Defaults
@@ -49,6 +47,8 @@ from triage.taxonomy import ALLOWED_SEVERITIES, SEVERITIES, TYPES, is_amazon_dom
 from triage.verdict import Verdict
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from triage.settings import Settings
 
 SIMILAR = 0.7
@@ -289,7 +289,8 @@ def version(db: Database, account: str) -> tuple[int, int]:
 @functools.cache
 def _vectorizer() -> Any:
     # Imported here: every open of the state database imports this module, and most
-    # commands (health, status) never compare mail.
+    # commands (health, status), and the daemon's start, never compare mail.
+    import numpy as np
     from sklearn.feature_extraction.text import HashingVectorizer
 
     return HashingVectorizer(
@@ -308,6 +309,8 @@ class Recall:
     """An account's active corrections, ready to be matched against new mail."""
 
     def __init__(self, corrections: Sequence[Correction]) -> None:
+        import numpy as np  # only an account with corrections needs it
+
         self.corrections = list(corrections)
         self._senders = np.array([sender_key(c.sender) for c in self.corrections], dtype=object)
         self._news = np.array([c.type in NEWS_TYPES for c in self.corrections], dtype=bool)
@@ -339,6 +342,8 @@ class Recall:
 
     def _best(self, message: Message, scores: np.ndarray, said: tuple[str, str]
               ) -> Match | None:
+        import numpy as np
+
         key = sender_key(message.sender_address)
         same = (self._senders == key) & bool(key)  # mail without a sender has no fellows
         # Only these can follow (see :func:`follows`); most mail has none, and is done.

@@ -60,15 +60,18 @@ class Decoder:
         self.classifier = classifier
 
     def decode(self, raws: Sequence[bytes]) -> list[Decoded]:
+        """Screened first; what the screen does not settle is read in full."""
         screened = [screen(raw) for raw in raws]
-        messages = [parse(raw) if s is None else s
-                    for s, raw in zip(screened, raws, strict=True)]
-        asked = [m for m, s in zip(messages, screened, strict=True) if s is None and not m.error]
+        unsettled = [raw for s, raw in zip(screened, raws, strict=True) if s is None]
+        read = iter(self.read(unsettled) if unsettled else [])
+        return [Decoded(s, SETTLED) if s is not None else next(read) for s in screened]
+
+    def read(self, raws: Sequence[bytes]) -> list[Decoded]:
+        """Parsed in full and shown to the model, unscreened (the caller screened them)."""
+        messages = [parse(raw) for raw in raws]
+        asked = [m for m in messages if not m.error]
         predictions = iter(self.classifier.predict(asked) if asked else [])
-        return [
-            Decoded(m, None if m.error else SETTLED if s is not None else next(predictions))
-            for m, s in zip(messages, screened, strict=True)
-        ]
+        return [Decoded(m, None if m.error else next(predictions)) for m in messages]
 
     def rest(self) -> None:
         """The backlog is done: release what only a backlog needs (nothing here)."""
@@ -100,15 +103,15 @@ class ParallelDecoder(Decoder):
         self._lock = threading.Lock()
         self._busy = 0
 
-    def decode(self, raws: Sequence[bytes]) -> list[Decoded]:
+    def read(self, raws: Sequence[bytes]) -> list[Decoded]:
         if len(raws) < MIN_PARALLEL_BATCH:
-            return super().decode(raws)
+            return super().read(raws)
         split = int(len(raws) * WORKER_SHARE)
         with self._lock:
             self._busy += 1
-            theirs = self._worker().submit(_decode_in_worker, list(raws[:split]))
+            theirs = self._worker().submit(_read_in_worker, list(raws[:split]))
         try:
-            mine = super().decode(raws[split:])
+            mine = super().read(raws[split:])
             return self._collect(theirs, raws[:split]) + mine
         finally:
             with self._lock:
@@ -129,7 +132,7 @@ class ParallelDecoder(Decoder):
             return future.result()
         except Exception as exc:  # a dead or broken worker: decode its half here instead
             log.warning("the decoding worker failed (%s); decoding in this process", exc)
-            return super().decode(raws)
+            return super().read(raws)
 
     def rest(self) -> None:
         """Stop the worker unless another account's batch is using it."""
@@ -199,6 +202,6 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _decode_in_worker(raws: list[bytes]) -> list[Decoded]:
+def _read_in_worker(raws: list[bytes]) -> list[Decoded]:
     assert _worker is not None, "the worker's initializer did not run"
-    return _worker.decode(raws)
+    return _worker.read(raws)

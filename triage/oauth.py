@@ -22,13 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from triage import logs
 from triage.errors import LoginError, MailboxError
 from triage.settings import OAuthSettings
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class TokenSource:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        import requests  # only an OAuth account needs HTTP: not imported at start-up
+
         self.settings = settings
         self.session = session or requests.Session()
         self.clock = clock
@@ -200,6 +203,8 @@ class TokenSource:
 
 def post_form(session: requests.Session, url: str, form: dict[str, str]) -> dict[str, Any]:
     """POST a form to an OAuth2 endpoint; its JSON answer, errors included (RFC 6749 5.2)."""
+    import requests
+
     try:
         response = session.post(url, data=form, timeout=HTTP_TIMEOUT,
                                 headers={"Accept": "application/json"})

@@ -12,9 +12,11 @@ digest draws each metric's trend against Amazon's target.
 from __future__ import annotations
 
 import re
+import re._constants as sre_constants
+import re._parser as sre_parse
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -38,6 +40,8 @@ NOT_A_VALUE = re.compile(
     r"|[.-]\d)",
     re.IGNORECASE,
 )
+# A regex source split into escapes (kept as they are) and the text between them.
+ESCAPE_OR_TEXT = re.compile(r"\\.|[^\\]+", re.DOTALL)
 HISTORY_DAYS = 180
 HISTORY_POINTS = 6
 
@@ -106,6 +110,9 @@ class Patterns:
     # Per metric, one pattern matching any of its names in any language.
     names: dict[str, re.Pattern[str]]
     cue: re.Pattern[str]
+    # Per metric, text one of which any match of its names contains (None: not known);
+    # a metric none of whose needles is in a mail is not searched for.
+    needles: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,10 +183,13 @@ class Finding:
 def extract(text: str, patterns: Patterns | None = None) -> dict[str, Stated]:
     """The metrics a performance mail states, by metric key."""
     patterns = patterns or load()
-    flat = " ".join(text.replace("\u00a0", " ").replace("\u202f", " ").split())
+    # Lower-cased once, so the names match without IGNORECASE: a case-blind alternation
+    # is tried at every position of the text and cost milliseconds per mail.
+    flat = " ".join(text.replace("\u00a0", " ").replace("\u202f", " ").split()).lower()
     starts = sorted(
         (m.start(), m.end(), key)
         for key, pattern in patterns.names.items()
+        if _may_name(flat, patterns.needles.get(key))
         for m in pattern.finditer(flat)
     )
     found: dict[str, Stated] = {}
@@ -197,6 +207,10 @@ def extract(text: str, patterns: Patterns | None = None) -> dict[str, Stated]:
             # the value stays the first one stated.
             found[key] = Stated(found[key].value, target)
     return found
+
+
+def _may_name(text: str, needles: tuple[str, ...] | None) -> bool:
+    return needles is None or any(needle in text for needle in needles)
 
 
 def _read(
@@ -358,12 +372,13 @@ def parse(text: str, path: str) -> Patterns:
     flags = re.IGNORECASE
     return Patterns(
         metrics,
-        {key: re.compile("|".join(f"(?:{n})" for n in ns), flags) for key, ns in names.items()},
+        {key: re.compile("|".join(f"(?:{_lowered(n)})" for n in ns)) for key, ns in names.items()},
         re.compile(
             # (?!\w) rather than \b: a cue may end in an apostrophe ("all'1%").
             r"(?:\b(?:" + "|".join(cues) + r")(?!\w)|[<>≤≥])[\s:()=<>≤≥]*$",
             flags,
         ),
+        {key: _needles([_lowered(n) for n in ns]) for key, ns in names.items()},
     )
 
 
@@ -387,6 +402,28 @@ def _metrics(node: Node) -> dict[str, Metric]:
             fast=f["fast"].number(0, 1000),
         )
     return metrics
+
+
+def _lowered(source: str) -> str:
+    """A pattern for lower-cased text: its letters lowered, its escapes (``\\B``, ``\\S``) kept."""
+    return ESCAPE_OR_TEXT.sub(
+        lambda m: m.group() if m.group().startswith("\\") else m.group().lower(), source
+    )
+
+
+def _needles(sources: Sequence[str]) -> tuple[str, ...] | None:
+    """For each pattern, the longest run of plain characters every match of it holds;
+    None when a pattern has no such run of three or more (it is then always searched)."""
+    found = []
+    for source in sources:
+        best = run = ""
+        for op, value in sre_parse.parse(source):
+            run = run + chr(value) if op is sre_constants.LITERAL else ""
+            best = max(best, run, key=len)
+        if len(best) < 3:
+            return None
+        found.append(best)
+    return tuple(found)
 
 
 def _regex(node: Node) -> str:

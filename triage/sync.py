@@ -1,7 +1,8 @@
 """Per-folder sync: fetch what is new, decide, act, and record it exactly once.
 
 Each watched folder keeps its UIDVALIDITY and the last UID seen. New UIDs are fetched
-in batches (``BODY.PEEK[]``, size-capped), parsed and decided; the mailbox actions
+in batches (each mail's opening first, the whole mail, size-capped, only when the screen
+does not settle it: see :meth:`Syncer._screened`), parsed and decided; the mailbox actions
 (flag, move, rescue) are applied, and then ONE transaction per batch inserts the
 ``messages`` rows, queues the notifications and advances the folder's last UID.
 
@@ -27,6 +28,7 @@ from triage.corrections import Recall
 from triage.decoder import Decoder
 from triage.errors import TriageError
 from triage.message import Message, parse
+from triage.screen import OPENING_BYTES, SETTLED, screen
 from triage.settings import ImapSettings
 from triage.state import Database, register_schema
 from triage.trust import presents_as_amazon
@@ -95,6 +97,8 @@ class MailboxLike(Protocol):
     def status(self, folder: str) -> Any: ...
     def uids_after(self, folder: str, last_uid: int, since: date | None) -> Sequence[int]: ...
     def fetch(self, folder: str, uids: Sequence[int]) -> Iterable[Any]: ...
+    # Optional, as a pair: fetch_openings(folder, uids, opening), the first bytes of
+    # each message, and fetch_rest(folder, openings), those made whole (see _screened).
     def add_flags(self, folder: str, uids: Sequence[int], flags: Sequence[str]) -> Any: ...
     def flags(self, folder: str, uids: Sequence[int]) -> dict[int, tuple[str, ...]]: ...
     def move(self, folder: str, uids: Sequence[int], dest: str) -> Any: ...
@@ -438,12 +442,11 @@ class Syncer:
         self, folder: str, uids: Sequence[int], state: FolderState, report: SyncReport
     ) -> list[_Item]:
         history_before = state.first_sync_at - timedelta(hours=self.imap.history_grace_hours)
-        fetched = list(self.mailbox.fetch(folder, uids))
-        raws = [f.raw for f in fetched]
         if self.decoder is not None:
-            decoded = [(d.message, d.prediction) for d in self.decoder.decode(raws)]
+            fetched, decoded = self._screened(folder, uids, self.decoder)
         else:
-            decoded = [(parse(raw), None) for raw in raws]
+            fetched = list(self.mailbox.fetch(folder, uids))
+            decoded = [(parse(f.raw), None) for f in fetched]
         items = []
         for mail, (message, prediction) in zip(fetched, decoded, strict=True):
             received = aware(mail.internaldate, self.clock())
@@ -457,6 +460,40 @@ class Syncer:
             ))
         report.fetched += len(items)
         return items
+
+    def _screened(
+        self, folder: str, uids: Sequence[int], decoder: Decoder
+    ) -> tuple[list[Any], list[tuple[Message, Any]]]:
+        """The batch's mail, each message with the model's answer or the screen's.
+
+        The opening of every mail is fetched first (:data:`triage.screen.OPENING_BYTES`):
+        the mail it settles is never downloaded whole; the rest is, and read in full.
+        """
+        read_openings = getattr(self.mailbox, "fetch_openings", None)
+        read_rest = getattr(self.mailbox, "fetch_rest", None)
+        if read_openings is None or read_rest is None:
+            # A mailbox that only hands out whole messages (the demo's).
+            openings, whole = list(self.mailbox.fetch(folder, uids)), True
+        else:
+            openings, whole = list(read_openings(folder, uids, OPENING_BYTES)), False
+        settled = [screen(o.raw, o.size, whole or not o.truncated) for o in openings]
+        wanted = [o for o, s in zip(openings, settled, strict=True) if s is None]
+        rest = wanted if whole or read_rest is None or not wanted else read_rest(folder, wanted)
+        complete = {f.uid: f for f in rest}
+        kept = [(o, s) for o, s in zip(openings, settled, strict=True)
+                if s is not None or o.uid in complete]  # a UID gone meanwhile is skipped
+        read = iter(decoder.read([complete[o.uid].raw for o, s in kept if s is None]))
+        fetched: list[Any] = []
+        decoded: list[tuple[Message, Any]] = []
+        for opening, message in kept:
+            if message is not None:
+                fetched.append(opening)
+                decoded.append((message, SETTLED))
+            else:
+                fetched.append(complete[opening.uid])
+                found = next(read)
+                decoded.append((found.message, found.prediction))
+        return fetched, decoded
 
     def _fresh(
         self, folder: FolderLike, state: FolderState, items: list[_Item], report: SyncReport

@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GroupKFold
 
-from triage import resources, taxonomy
+from triage import progress, resources, taxonomy
 from triage.errors import ModelError
 from triage.message import Message, parse
 from triage.model import (
@@ -344,7 +344,9 @@ def _subset(data: Labelled, idx: Sequence[int]) -> Labelled:
     )
 
 
-def _held_out(corpus: Labelled, folds: int) -> list[Scored]:
+def _held_out(
+    corpus: Labelled, folds: int, shown: progress.Progress | None = None
+) -> list[Scored]:
     """Out-of-fold scores, whole families held out."""
     scored: list[Scored | None] = [None] * len(corpus.messages)
     splitter = GroupKFold(n_splits=folds)
@@ -356,7 +358,9 @@ def _held_out(corpus: Labelled, folds: int) -> list[Scored]:
         for i, s in zip(test_idx, fitted.weights.scores(_subset(corpus, test_idx).messages),
                         strict=True):  # fmt: skip
             scored[i] = s
-        log.info("fold %d/%d done", number, folds)
+        log.debug("fold %d/%d done", number, folds)
+        if shown is not None:
+            shown.advance()
     return [s for s in scored if s is not None]
 
 
@@ -441,21 +445,26 @@ def train(
     join the final fit only: the held-out scores stay those of the corpus.
     """
     started = time.perf_counter()
-    corpus = read_corpus(Path(corpus_dir))
-    heldout = read_folder(heldout_dir) if heldout_dir else None
-    parsed = time.perf_counter()
-    families = len(set(corpus.groups))
-    if folds < 2 or families < folds:
-        raise ModelError(f"need at least {folds} families for {folds} folds, found {families}")
-    cv = _held_out(corpus, folds)
-    evaluated = time.perf_counter()
-    extra = list(zip(*extra_samples, strict=True)) or [(), (), (), ()]
-    final = fit(
-        [*corpus.messages, *extra[0]],
-        [*corpus.types, *extra[1]],
-        [*corpus.severities, *extra[2]],
-        [*corpus.groups, *extra[3]],
-    )
+    # Steps: reading the mail, each fold of the cross-validation, the final fit.
+    with progress.track("train", total=folds + 2, unit="step") as shown:
+        corpus = read_corpus(Path(corpus_dir))
+        heldout = read_folder(heldout_dir) if heldout_dir else None
+        shown.advance()
+        parsed = time.perf_counter()
+        families = len(set(corpus.groups))
+        if folds < 2 or families < folds:
+            raise ModelError(
+                f"need at least {folds} families for {folds} folds, found {families}")
+        cv = _held_out(corpus, folds, shown)
+        evaluated = time.perf_counter()
+        extra = list(zip(*extra_samples, strict=True)) or [(), (), (), ()]
+        final = fit(
+            [*corpus.messages, *extra[0]],
+            [*corpus.types, *extra[1]],
+            [*corpus.severities, *extra[2]],
+            [*corpus.groups, *extra[3]],
+        )
+        shown.advance()
     sets: list[tuple[Labelled, Sequence[Scored]]] = [(corpus, cv)]
     heldout_scored: list[Scored] = []
     if heldout is not None and heldout.messages:

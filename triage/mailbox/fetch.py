@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -70,6 +70,49 @@ class Fetching(Folders):
             for uid in batch:
                 if uid in response:
                     yield _fetched(uid, response[uid], cap)
+
+    def fetch_openings(self, folder: str, uids: Sequence[int], opening: int) -> Iterator[Fetched]:
+        """The first ``opening`` bytes of each message, with its size: what the screen
+        reads first. ``truncated`` says the message goes on; :meth:`fetch_rest` reads on.
+
+        Batches are sized by the opening, which bounds them, not by the size cap.
+        """
+        opening = max(1, min(opening, self.settings.max_fetch_bytes))
+        size = max(1, MAX_BATCH_BYTES // opening)
+        items = [f"BODY.PEEK[]<0.{opening}>", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
+        for batch in _batches(uid_set(uids), size):
+            client = self._open_folder(folder)
+            with self._wrap(f"cannot fetch from {folder!r}"):
+                response = client.fetch(batch, items)
+            for uid in batch:
+                if uid in response:
+                    yield _fetched(uid, response[uid], opening)
+
+    def fetch_rest(self, folder: str, openings: Sequence[Fetched]) -> Iterator[Fetched]:
+        """Each opening made whole: its bytes followed by the rest, up to ``max_fetch_bytes``.
+
+        Only what the openings lacked is downloaded; batches hold at most
+        ``MAX_BATCH_BYTES`` by the sizes the openings told. Openings of one length are
+        read on together (a FETCH names one offset); a UID gone since is skipped.
+        """
+        cap = self.settings.max_fetch_bytes
+        by_length: dict[int, list[Fetched]] = {}
+        for found in openings:
+            if found.truncated and len(found.raw) < cap:
+                by_length.setdefault(len(found.raw), []).append(found)
+            else:
+                yield found
+        for start, group in by_length.items():
+            item = f"BODY.PEEK[]<{start}.{cap - start}>"
+            for batch in _byte_batches(group, cap - start, self.settings.fetch_batch):
+                client = self._open_folder(folder)
+                with self._wrap(f"cannot fetch from {folder!r}"):
+                    response = client.fetch([f.uid for f in batch], [item])
+                for found in batch:
+                    rest = _body_of(response.get(found.uid, {}))
+                    if rest is not None:
+                        raw = found.raw + rest
+                        yield replace(found, raw=raw, truncated=found.size > len(raw))
 
     def flags(self, folder: str, uids: Iterable[int]) -> dict[int, tuple[str, ...]]:
         client = self._open_folder(folder)
@@ -143,11 +186,30 @@ def _idle_until(client: IMAPClient, deadline: float) -> list[Any]:
     return seen
 
 
-def _fetched(uid: int, data: dict[bytes, Any], cap: int) -> Fetched:
-    raw = b""
+def _byte_batches(items: Sequence[Fetched], most: int, count: int) -> Iterator[Sequence[Fetched]]:
+    """Runs of ``items`` of at most ``count`` whose remaining bytes fit ``MAX_BATCH_BYTES``."""
+    batch: list[Fetched] = []
+    held = 0
+    for item in items:
+        left = min(max(item.size - len(item.raw), 0), most)
+        if batch and (held + left > MAX_BATCH_BYTES or len(batch) >= count):
+            yield batch
+            batch, held = [], 0
+        batch.append(item)
+        held += left
+    if batch:
+        yield batch
+
+
+def _body_of(data: dict[bytes, Any]) -> bytes | None:
     for key, value in data.items():
         if key.startswith(b"BODY[") and value is not None:
-            raw = bytes(value)
+            return bytes(value)
+    return None
+
+
+def _fetched(uid: int, data: dict[bytes, Any], cap: int) -> Fetched:
+    raw = _body_of(data) or b""
     size = int(data.get(b"RFC822.SIZE", len(raw)))
     internaldate = data.get(b"INTERNALDATE")
     return Fetched(
