@@ -117,6 +117,35 @@ def test_shipped_model_reads_unseen_mail(
     assert 0.0 < prediction.confidence <= 1.0
 
 
+@pytest.mark.parametrize(
+    ("sender", "subject", "note", "expected"),
+    [
+        ("Lena Maier <lena@holzwerk-maier.de>",
+         "WG: Erstattung im Rahmen der A-bis-z-Garantie beantragt: Bestellung 304-1234567-1234567",
+         "Kannst du das bitte heute noch beantworten?", "claim"),
+        ("Hugo Martin <hugo@atelier-lumen.fr>",
+         "TR: Votre compte vendeur a été désactivé",
+         "Regarde ça, c'est urgent.", "account_health"),
+        ("Tom Reilly <tom.reilly@gmail.com>", "Fwd: bbq on sunday",
+         "See below, are you coming?", "other"),
+    ],
+    ids=["forwarded-claim-de", "forwarded-deactivation-fr", "forwarded-personal"],
+)
+def test_a_notice_a_colleague_forwards_reads_as_the_notice(
+    shipped: model.Classifier, sender: str, subject: str, note: str, expected: str
+) -> None:
+    bodies = {
+        "claim": "Guten Tag,\n\nder Käufer hat eine Erstattung im Rahmen der A-bis-z-Garantie "
+                 "beantragt. Bitte antworten Sie innerhalb von 72 Stunden mit einem "
+                 "Zustellnachweis.",
+        "account_health": "Bonjour,\n\nvos privilèges de vente ont été retirés et votre compte "
+                          "a été désactivé. Pour le réactiver, envoyez-nous un plan d'action.",
+        "other": "Hey, we're doing a bbq on Sunday afternoon, bring the kids. Tom",
+    }
+    [prediction] = shipped.predict([parse(mail(sender, subject, f"{note}\n\n{bodies[expected]}"))])
+    assert prediction.type == expected
+
+
 def test_predict_of_nothing_is_nothing(shipped: model.Classifier) -> None:
     assert shipped.predict([]) == []
 

@@ -125,6 +125,9 @@ def sender_tokens(message: Message) -> str:
 
 
 AMAZON_NAME = re.compile(r"amaz[o0]n", re.I)
+# The forward prefixes mail clients write in the five languages (and Outlook's "I:",
+# "RV:", "ENC:"), possibly after a reply prefix.
+FORWARDED = re.compile(r"^\s*(?:(?:re|aw|sv)\s*:\s*)*(?:fwd?|wg|tr|rv|i|enc|inoltro)\s*:", re.I)
 
 
 def origin_tokens(message: Message) -> str:
@@ -134,7 +137,13 @@ def origin_tokens(message: Message) -> str:
     that claims to be Amazon from elsewhere (phishing) is read like what it imitates.
     """
     domain = message.sender_address.partition("@")[2] or message.sender_domain
-    tokens = ["c:origin_amazon" if _is_amazon(domain) else "c:origin_other"]
+    if _is_amazon(domain):
+        tokens = ["c:origin_amazon"]
+    elif FORWARDED.match(message.subject):
+        # A colleague passing a notice on: what it says decides, not who passed it.
+        tokens = ["c:origin_forwarded"]
+    else:
+        tokens = ["c:origin_other"]
     if AMAZON_NAME.search(f"{message.sender_name} {message.sender_address} {message.subject}"):
         tokens.append("c:named_amazon")
     return " ".join(tokens)
