@@ -657,7 +657,9 @@ def model_card(meta: dict[str, Any], notes: str | None = None) -> str:
             + _table(("lang", "mails", *SCORE_HEADER),
                      _score_rows({"all": h, **meta["heldout_by_lang"]}, None))
             + f"\n\nPossibly critical (unsure, shown as such): {h['possibly_critical_per_1000']}"
-            " per 1,000 mails.\n\nMistakes:\n\n"
+            " per 1,000 mails. Criticals said critical or marked possibly critical (so never"
+            f" shown as normal or low): **{h['critical_flagged_recall']}**."
+            "\n\nMistakes:\n\n"
             + _table(("true", "predicted", "mails"),
                      [(c["true"], c["predicted"], c["mails"]) for c in meta["heldout_confusions"]])
         )  # fmt: skip
