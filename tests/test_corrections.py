@@ -153,6 +153,10 @@ def stored(subject: str, body: str, *, sender: str = "seller-news@amazon.com",
         # a critical is lowered only by a correction that lowered a critical
         (0.95, True, ("policy", "critical"), ("policy", "high"), ("policy", "normal"), False),
         (0.95, True, ("policy", "critical"), ("policy", "critical"), ("policy", "high"), True),
+        # ... and only for the same template: the sender's reinstatement, lowered from
+        # critical, does not lower its next deactivation
+        (0.6, True, ("account_health", "critical"), ("account_health", "critical"),
+         ("account_health", "normal"), False),
         (0.1, True, ("claim", "critical"), ("payment", "low"), ("marketing", "low"), False),
     ],
 )

@@ -22,7 +22,8 @@ A new mail follows the most similar correction that admits it:
 Three limits keep a correction from doing harm. Suspected phishing is never corrected
 (the pipeline does not ask), so it stays suspicious, in junk and unrescued. A mail the
 model reads as critical is lowered only by a correction that lowered a critical itself
-(only a seller who said "this critical is not" says it of similar mail). And the
+(only a seller who said "this critical is not" says it of similar mail), and only for the
+same template, never for the sender's kind of mail alone. And the
 rules act on the corrected mail (tags, moves, how to notify), but where a rule re-types
 or re-grades it the correction stands: it is the seller's word on this kind of mail,
 more specific than a rule. A rule's critical is lowered, like the model's, only by a
@@ -406,8 +407,12 @@ def follows(correction: Correction, score: float, same_sender: bool,
             said: tuple[str, str]) -> bool:
     """Whether a mail this similar to the corrected one, for which the model said
     ``said`` (type, severity), takes the correction's verdict."""
+    # Critical first: only a correction that lowered a critical lowers one, and only for
+    # the same template or as news (the seller said this sender's critical was news); a
+    # sender's reinstatement must not lower its next deactivation.
     if said[1] == "critical" and correction.severity != "critical" and (
-            correction.model_severity != "critical"):
+            correction.model_severity != "critical"
+            or (score < SIMILAR and correction.type not in NEWS_TYPES)):
         return False
     if alike(score, same_sender):
         return True
