@@ -155,13 +155,20 @@ def build_digest(
 
 
 def _entries(conn: sqlite3.Connection, since: datetime | None, until: datetime) -> list[Entry]:
+    # The window is narrowed in SQL (a day's margin either side: stored times may carry
+    # another offset or precision) so a digest reads its own days, not the whole history;
+    # the exact bounds are applied below.
+    margin = timedelta(days=1)
+    low = (since - margin).isoformat() if since is not None else ""
     rows = conn.execute(
         "SELECT m.*, c.answered_at FROM messages m "
         "LEFT JOIN reply_clocks c ON c.message_row = m.id "
+        "WHERE m.processed_at >= ? AND m.processed_at <= ? "
         # Unreadable mail is shown ("could not read"), except spam-folder garbage that
         # does not even present as Amazon.
-        "WHERE m.error IS NULL OR m.folder_role != 'junk' OR m.severity = 'critical' "
-        "ORDER BY m.received_at, m.id"
+        "AND (m.error IS NULL OR m.folder_role != 'junk' OR m.severity = 'critical') "
+        "ORDER BY m.received_at, m.id",
+        (low, (until + margin).isoformat()),
     ).fetchall()
     entries = []
     for row in rows:

@@ -109,5 +109,6 @@ register_schema(
     );
     CREATE INDEX IF NOT EXISTS messages_received ON messages (account, received_at);
     CREATE INDEX IF NOT EXISTS messages_uid ON messages (account, folder, uidvalidity, uid);
+    CREATE INDEX IF NOT EXISTS messages_processed ON messages (processed_at);
     """
 )
