@@ -28,7 +28,7 @@ from triage.message import Message, parse
 from triage.model import Classifier
 from triage.pipeline import Pipeline
 from triage.rules import load_rules, parse_rules
-from triage.settings import default_model_dir
+from triage.settings import ImapSettings, default_model_dir
 from triage.state import Database
 from triage.sync import fingerprint
 
@@ -311,14 +311,19 @@ def test_correct_then_classify_then_undo(tmp_path: Path) -> None:
 # -- the mailbox ---------------------------------------------------------------------------
 
 
+def shipped_daemon(imap: ImapSettings, db: Database) -> Daemon:
+    """A daemon with the shipped model and rules on the test mailbox, sending nothing."""
+    pipe = Pipeline(Classifier.load(), load_rules(ROOT / "rules.yaml"), rescue_folder="INBOX")
+    return Daemon(settings_for(imap, Path(db.path).parent), db, pipe, lambda: Mailbox(imap),
+                  deliver=None, timing=Timing(poll_seconds=0.5))
+
+
 @needs_model
 def test_moving_a_message_to_a_training_folder_changes_the_next_similar_verdict(  # type: ignore[no-untyped-def]
     dovecot, db: Database
 ) -> None:
     imap = dovecot.imap_settings()
-    pipe = Pipeline(Classifier.load(), load_rules(ROOT / "rules.yaml"), rescue_folder="INBOX")
-    daemon = Daemon(settings_for(imap, Path(db.path).parent), db, pipe, lambda: Mailbox(imap),
-                    deliver=None, timing=Timing(poll_seconds=0.5))
+    daemon = shipped_daemon(imap, db)
     dovecot.append("INBOX", delayed("£812.40", "12 November", 1))
     daemon.run_once()
     with Mailbox(imap) as box:
@@ -344,7 +349,7 @@ def test_moving_a_message_to_a_training_folder_changes_the_next_similar_verdict(
     assert (row["type"], row["decided_by"]) == (wanted, f"correction:{correction.id}")
 
     similar = delayed("€1.204,90", "3 December", 2)
-    assert pipe.decide([parse(similar)])[0].type != wanted  # what it would have been
+    assert daemon.pipeline.decide([parse(similar)])[0].type != wanted  # what it would have been
     dovecot.append("INBOX", similar)
     daemon.run_once()
     rows = db.conn.execute("SELECT type, decided_by FROM messages ORDER BY id").fetchall()
@@ -357,9 +362,7 @@ def test_phishing_moved_to_a_training_folder_goes_back_to_junk_uncorrected(  # t
     dovecot, db: Database
 ) -> None:
     imap = dovecot.imap_settings()
-    pipe = Pipeline(Classifier.load(), load_rules(ROOT / "rules.yaml"), rescue_folder="INBOX")
-    daemon = Daemon(settings_for(imap, Path(db.path).parent), db, pipe, lambda: Mailbox(imap),
-                    deliver=None, timing=Timing(poll_seconds=0.5))
+    daemon = shipped_daemon(imap, db)
     dovecot.append("Junk", notice(
         '"Amazon Payments" <payments-messages@amazon-payouts-review.com>',
         "Your funds transfer has been delayed: verify your bank account",

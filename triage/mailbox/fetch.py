@@ -62,14 +62,7 @@ class Fetching(Folders):
         """
         cap = self.settings.max_fetch_bytes
         size = max(1, min(self.settings.fetch_batch, MAX_BATCH_BYTES // max(cap, 1)))
-        items = [f"BODY.PEEK[]<0.{cap}>", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
-        for batch in _batches(uid_set(uids), size):
-            client = self._open_folder(folder)
-            with self._wrap(f"cannot fetch from {folder!r}"):
-                response = client.fetch(batch, items)
-            for uid in batch:
-                if uid in response:
-                    yield _fetched(uid, response[uid], cap)
+        return self._fetch_first(folder, uids, cap, size)
 
     def fetch_openings(self, folder: str, uids: Sequence[int], opening: int) -> Iterator[Fetched]:
         """The first ``opening`` bytes of each message, with its size: what the screen
@@ -78,15 +71,19 @@ class Fetching(Folders):
         Batches are sized by the opening, which bounds them, not by the size cap.
         """
         opening = max(1, min(opening, self.settings.max_fetch_bytes))
-        size = max(1, MAX_BATCH_BYTES // opening)
-        items = [f"BODY.PEEK[]<0.{opening}>", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
-        for batch in _batches(uid_set(uids), size):
+        return self._fetch_first(folder, uids, opening, max(1, MAX_BATCH_BYTES // opening))
+
+    def _fetch_first(self, folder: str, uids: Sequence[int], length: int,
+                     batch_size: int) -> Iterator[Fetched]:
+        """The first ``length`` bytes of each message with its size, flags and date."""
+        items = [f"BODY.PEEK[]<0.{length}>", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
+        for batch in _batches(uid_set(uids), batch_size):
             client = self._open_folder(folder)
             with self._wrap(f"cannot fetch from {folder!r}"):
                 response = client.fetch(batch, items)
             for uid in batch:
                 if uid in response:
-                    yield _fetched(uid, response[uid], opening)
+                    yield _fetched(uid, response[uid], length)
 
     def fetch_rest(self, folder: str, openings: Sequence[Fetched]) -> Iterator[Fetched]:
         """Each opening made whole: its bytes followed by the rest, up to ``max_fetch_bytes``.
