@@ -29,6 +29,7 @@ import os
 import platform
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -230,6 +231,20 @@ def watching(env: dict[str, str], accounts: int, settle: float = 3.0) -> dict[st
 # -- the run ---------------------------------------------------------------------------------
 
 
+def fill(server: dovecot.DovecotServer, count: int) -> tuple[dovecot.Account, dict[str, int], int]:
+    """A new account whose INBOX holds ``count`` mails of ``sellermail``: it, the count of
+    each kind, and their bytes."""
+    account = server.new_user()
+    kinds: dict[str, int] = {}
+    sizes = 0
+    with account.client() as client:
+        for kind, raw, when in sellermail.mailbox(count):
+            kinds[kind] = kinds.get(kind, 0) + 1
+            sizes += len(raw)
+            client.append("INBOX", raw, msg_time=when)
+    return account, kinds, sizes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10000)
@@ -241,14 +256,7 @@ def main() -> None:
     server.start()
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     try:
-        account = server.new_user()
-        kinds: dict[str, int] = {}
-        sizes = 0
-        with account.client() as client:
-            for kind, raw, when in sellermail.mailbox(args.count):
-                kinds[kind] = kinds.get(kind, 0) + 1
-                sizes += len(raw)
-                client.append("INBOX", raw, msg_time=when)
+        account, kinds, sizes = fill(server, args.count)
         traced, traced_s, _ = raw_fetch(account, tracing=True)
         fetched, fetch_s, fetch_bytes = raw_fetch(account)
         run = backfill(account, tmp / "state-run")
@@ -266,6 +274,7 @@ def main() -> None:
                          "BENCH_PASSWORD": account.password}, args.accounts, settle=5)
     finally:
         server.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     raw_rate = fetched / fetch_s
     rate = args.count / run["seconds"]
