@@ -175,9 +175,31 @@ def anchor(alternative: str) -> str:
     return literal[:KEY_SIZE]
 
 
+class LazyPattern:
+    """A regular expression compiled when first matched.
+
+    Compiling the index's 1,300 patterns was a third of a second of every start; a
+    backfill or a classify meets only some of them, and a daemon whose screen settles
+    every mail none. The pattern's syntax is checked at load all the same: every
+    alternative is also in the candidate pattern, which is compiled at once.
+    """
+
+    __slots__ = ("_compiled", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._compiled: re.Pattern[str] | None = None
+
+    def match(self, text: str, pos: int) -> re.Match[str] | None:
+        compiled = self._compiled
+        if compiled is None:  # two threads may both compile it: harmless
+            compiled = self._compiled = re.compile(self.source)
+        return compiled.match(text, pos)
+
+
 def _index(
     lexicon: dict[str, tuple[str, ...]],
-) -> dict[str, list[tuple[str, tuple[str, ...], re.Pattern[str]]]]:
+) -> dict[str, list[tuple[str, tuple[str, ...], LazyPattern]]]:
     """Per index key, per concept: the literal openings and one pattern of its alternatives."""
     spelled: dict[str, dict[str, list[str]]] = {}
     for name, alternatives in lexicon.items():
@@ -189,7 +211,7 @@ def _index(
             (
                 name,
                 tuple({head_and_rest(s)[0] for s in alts}),
-                re.compile("|".join(f"(?:{s})" for s in alts)),
+                LazyPattern("|".join(f"(?:{s})" for s in alts)),
             )
             for name, alts in by.items()
         ]
@@ -258,7 +280,7 @@ def _trie_node(node: dict[str, Any]) -> str:
     return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
 
 
-def _candidate_patterns(lexicon: dict[str, tuple[str, ...]]) -> tuple[re.Pattern[str], ...]:
+def _candidate_pattern(lexicon: dict[str, tuple[str, ...]]) -> re.Pattern[str]:
     alternatives = {
         spelling
         for alternatives in lexicon.values()
@@ -266,7 +288,7 @@ def _candidate_patterns(lexicon: dict[str, tuple[str, ...]]) -> tuple[re.Pattern
         for spelling in expand(alternative)
     }
     trie = trie_pattern([head_and_rest(spelling) for spelling in sorted(alternatives)])
-    return re.compile(f"(?={trie})"), re.compile(f"[^a-z0-9](?={trie})")
+    return re.compile(f"[^a-z0-9](?={trie})")
 
 
 def _usable(alternative: str) -> None:
@@ -275,25 +297,25 @@ def _usable(alternative: str) -> None:
         anchor(spelling)
 
 
-Index = dict[str, list[tuple[str, tuple[str, ...], re.Pattern[str]]]]
+Index = dict[str, list[tuple[str, tuple[str, ...], LazyPattern]]]
 
 
-def _matcher(found: dict[str, tuple[str, ...]]) -> tuple[tuple[re.Pattern[str], ...], Index]:
+def _matcher(found: dict[str, tuple[str, ...]]) -> tuple[re.Pattern[str], Index]:
     try:
-        return _candidate_patterns(found), _index(found)
+        return _candidate_pattern(found), _index(found)
     except re.error:
         lexicon.find_bad_pattern()  # names the file and line
         raise
 
 
 LEXICON = lexicon.load(check=_usable)
-# CANDIDATE_AT_START, CANDIDATE: where a word starts at which some alternative of some
-# concept matches (``\b`` and the index key left aside, so these are a few more places
-# than the concepts are found at); one scan of the text in C, the index's own patterns
-# then run at those places only. INDEX: each alternative is tried only where a word
-# starting with its first letters begins, and only where the text goes on with the
-# literal opening of one of the concept's.
-(CANDIDATE_AT_START, CANDIDATE), INDEX = _matcher(LEXICON)
+# CANDIDATE: where a word starts at which some alternative of some concept matches
+# (``\b`` and the index key left aside, so these are a few more places than the
+# concepts are found at); one scan of the text in C, the index's own patterns then run
+# at those places only. INDEX: each alternative is tried only where a word starting
+# with its first letters begins, and only where the text goes on with the literal
+# opening of one of the concept's.
+CANDIDATE, INDEX = _matcher(LEXICON)
 # Letters NFKD does not take apart; str.replace is far quicker than str.translate here.
 FOLDS = (("’", "'"), ("ß", "ss"), ("œ", "oe"), ("æ", "ae"))
 
@@ -328,9 +350,9 @@ SUPPRESSES = {
 
 def candidates(text: str) -> list[int]:
     """The word starts of a normalised text where some concept may match."""
-    starts = [0] if CANDIDATE_AT_START.match(text) else []
-    starts += [match.end() for match in CANDIDATE.finditer(text)]
-    return starts
+    # A space in front finds a word at the very start as any other: one pattern to
+    # compile (its trie is most of the lexicon's start-up), not a second for the start.
+    return [match.end() - 1 for match in CANDIDATE.finditer(" " + text)]
 
 
 def concepts(text: str) -> set[str]:
