@@ -77,8 +77,7 @@ class MemoryMailbox:
     def fetch(self, folder: str, uids: Sequence[int]) -> list[Fetched]:
         box = self.folders[folder]
         return [
-            Fetched(u, box[u].raw, len(box[u].raw), tuple(box[u].flags), box[u].internaldate,
-                    False)
+            Fetched(u, box[u].raw, len(box[u].raw), box[u].internaldate, False)
             for u in uids
             if u in box
         ]

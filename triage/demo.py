@@ -71,7 +71,7 @@ class SampleMailbox:
 
     def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[Fetched]:
         for m in self._find(folder, uids):
-            yield Fetched(m.uid, m.raw, len(m.raw), tuple(m.flags), m.internaldate, False)
+            yield Fetched(m.uid, m.raw, len(m.raw), m.internaldate, False)
 
     def flags(self, folder: str, uids: Sequence[int]) -> dict[int, tuple[str, ...]]:
         return {m.uid: tuple(m.flags) for m in self._find(folder, uids)}

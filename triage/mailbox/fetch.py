@@ -29,7 +29,6 @@ class Fetched:
     uid: int
     raw: bytes
     size: int
-    flags: tuple[str, ...]
     internaldate: datetime | None
     truncated: bool
 
@@ -75,8 +74,11 @@ class Fetching(Folders):
 
     def _fetch_first(self, folder: str, uids: Sequence[int], length: int,
                      batch_size: int) -> Iterator[Fetched]:
-        """The first ``length`` bytes of each message with its size, flags and date."""
-        items = [f"BODY.PEEK[]<0.{length}>", "RFC822.SIZE", "FLAGS", "INTERNALDATE"]
+        """The first ``length`` bytes of each message with its size and date.
+
+        Not its flags: sync reads those apart (:meth:`flags`), for the few rows it watches.
+        """
+        items = [f"BODY.PEEK[]<0.{length}>", "RFC822.SIZE", "INTERNALDATE"]
         for batch in _batches(uid_set(uids), batch_size):
             client = self._open_folder(folder)
             with self._wrap(f"cannot fetch from {folder!r}"):
@@ -213,7 +215,6 @@ def _fetched(uid: int, data: dict[bytes, Any], cap: int) -> Fetched:
         uid=uid,
         raw=raw,
         size=size,
-        flags=tuple(as_text(f) for f in data.get(b"FLAGS", ())),
         internaldate=internaldate if isinstance(internaldate, datetime) else None,
         truncated=size > cap,
     )
