@@ -37,6 +37,8 @@ import re
 import string
 from dataclasses import dataclass, replace
 
+import re2
+
 from triage.message import Message, parse, site_of
 from triage.trust import normalise, presents_as_amazon
 
@@ -49,7 +51,9 @@ PLAIN_CHARSETS = frozenset({
 # "=3D" is "=" in quoted-printable HTML (<meta charset=3D"utf-8">). On lower-cased bytes.
 CHARSET = re.compile(rb"charset\s*=\s*(?:3d)?[\"']?([\w.:-]+)")
 BASE64_HEAD = re.compile(rb"content-transfer-encoding:\s*base64")
-HEAD_END = re.compile(rb"\r?\n\r?\n")
+# The blank line that ends the header block, found from its first LF (a pattern that
+# opens with an optional CR is tried at every byte); a CR before that LF is its own.
+HEAD_END = re.compile(rb"\n\r?\n")
 # Boundaries and part headers; found from line ends, which is quick.
 MIME_LINE = re.compile(r"\n(?:--|[Cc]ontent-|MIME-|\s+\w+=)[^\n]*")
 NON_ASCII = re.compile(r"[^\x00-\x7f]+")
@@ -70,6 +74,9 @@ _DROP = bytes(c for c in range(128) if not chr(c).isalnum() and chr(c) not in _L
 # "rn" passes for "m" ("arnazon"): each mark is also looked for so spelled, which finds
 # what replacing every "rn" by "m" would (no mark holds "rn", "v" or "w").
 SQUEEZED_MARKS = (*AMAZON_MARKS, *(m.replace(b"m", b"rn") for m in AMAZON_MARKS if b"m" in m))
+# All of them in one pass: RE2 looks for many literals at once in C, three times quicker
+# than a substring search for each.
+SQUEEZED_MARK = re2.compile(b"|".join(re.escape(mark) for mark in SQUEEZED_MARKS))
 BYTE_MARKS = (b"amaz", b"amzn")
 # The 7-7 digits of an Amazon order ID (3-7-7), looser about spaces.
 ORDER_ID = re.compile(r"-\s*\d{7}\s*-\s*\d{7}")
@@ -106,7 +113,10 @@ def screen(raw: bytes, size: int | None = None, whole: bool = True) -> Message |
     found = HEAD_END.search(raw)
     if found is None:
         return None  # headers longer than the opening: read in full
-    head, body = raw[: found.start()], raw[found.end():]
+    cut = found.start()
+    if cut and raw[cut - 1] == ord("\r"):
+        cut -= 1
+    head, body = raw[:cut], raw[found.end():]
     lower = raw.lower()
     if any(mark in lower for mark in BYTE_MARKS) or not _plain_charsets(lower):
         return None
@@ -199,4 +209,4 @@ def _names_amazon(text: str) -> bool:
         # of non-ASCII characters (it reads a character at a time), not over all the text.
         text = NON_ASCII.sub(lambda run: normalise(run.group()), text)
     squeezed = text.encode("utf-8", "replace").translate(_FOLD, _DROP)
-    return any(mark in squeezed for mark in SQUEEZED_MARKS)
+    return SQUEEZED_MARK.search(squeezed) is not None
