@@ -174,7 +174,9 @@ class Pipeline:
         if match is not None and not found.suspicious:
             verdict = match.stand(verdict, self.rules.defaults)
         # A rule may have re-typed the mail, which decides whether it is seller mail.
-        verdict = replace(verdict, amazon=found.authenticated and verdict.type != "other")
+        amazon = found.authenticated and verdict.type != "other"
+        if verdict.amazon != amazon:  # a copy of the verdict costs more than the rest here
+            verdict = replace(verdict, amazon=amazon)
         return self._safety(verdict, role)
 
     def _safety(self, verdict: Verdict, role: str) -> Verdict:
