@@ -65,12 +65,13 @@ STAGES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def environment(account: dovecot.Account, state: Path, **extra: str) -> dict[str, str]:
+def environment(account: dovecot.Account, state: Path, root: Path = ROOT,
+                **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     env.update(account.env())
     env.update({"TRIAGE_STATE_DIR": str(state), "TRIAGE_BACKFILL_DAYS": "30",
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     env.update(extra)
     return env
 
@@ -157,10 +158,12 @@ def children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def backfill(account: dovecot.Account, state: Path) -> dict[str, float]:
+def backfill(account: dovecot.Account, state: Path, root: Path = ROOT) -> dict[str, float]:
+    """``triage run --once`` from process start to exit, run from the checkout at ``root``."""
     cpu = children_cpu()
     start = time.perf_counter()
-    process = subprocess.Popen(triage_command("run", "--once"), env=environment(account, state),
+    process = subprocess.Popen(triage_command("run", "--once"),
+                               env=environment(account, state, root), cwd=root,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     with sampling(process.pid) as samples:
         _, err = process.communicate()

@@ -1,6 +1,6 @@
 """The floor: the least any Python client on triage's libraries does to triage a mailbox.
 
-Usage: ``python bench/bench_floor.py [--count 10000] [--label 1]``
+Usage: ``python bench/bench_floor.py [--count 10000] [--label 1] [--before CHECKOUT]``
 
 On the mailbox of ``bench_backfill.py`` (``sellermail.py``, in a Dovecot started as the
 tests start it), in one run:
@@ -18,7 +18,9 @@ tests start it), in one run:
    first and the rest of only the mail sent on (as triage reads), on one core, or on
    two (parse and predict in a second process, which starts and loads the model while
    the first logs in and fetches);
-3. the real ``triage run --once`` on the same mailbox (:func:`bench_backfill.backfill`).
+3. the real ``triage run --once`` on the same mailbox (:func:`bench_backfill.backfill`),
+   and with ``--before`` the same from another checkout first (``git archive`` of an
+   earlier commit, unpacked): before and after in the same run.
 
 Each floor reports its wall and CPU seconds and its parts (start-up with the imports
 and the model, log-in, fetch, regex, parse, predict). Prints a table and writes
@@ -32,6 +34,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 # Batches of the raw ceiling; the opening triage's screen reads; triage's size cap.
@@ -240,6 +243,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10000)
     parser.add_argument("--label", default="1")
+    parser.add_argument("--before", type=Path, metavar="CHECKOUT",
+                        help="also time triage run --once from this checkout (another commit)")
     parser.add_argument("--child", nargs=2, metavar=("FETCH", "PLAN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -249,7 +254,6 @@ def main() -> None:
     import platform
     import shutil
     import tempfile
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import bench_backfill as bb
@@ -262,6 +266,7 @@ def main() -> None:
         account, kinds, sizes = bb.fill(server, args.count)
         ceilings = [bb.raw_fetch(account)]
         floors = [floor(bb, account, fetch, plan) for fetch, plan in VARIANTS]
+        before = bb.backfill(account, tmp / "before", args.before) if args.before else None
         run = bb.backfill(account, tmp / "state")
         ceilings.append(bb.raw_fetch(account))
     finally:
@@ -288,6 +293,12 @@ def main() -> None:
                             "cpu_s": round(run["cpu_s"], 2),
                             "ratio_to_ceiling": round(rate / ceiling, 3)},
     }
+    if before is not None:
+        rate = args.count / before["seconds"]
+        figures["triage_run_once_before"] = {
+            "checkout": str(args.before), "msgs_per_s": round(rate),
+            "seconds": round(before["seconds"], 3), "cpu_s": round(before["cpu_s"], 2),
+            "ratio_to_ceiling": round(rate / ceiling, 3)}
     bb.RESULTS.mkdir(exist_ok=True)
     path = bb.RESULTS / f"floor-{args.label}.json"
     path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
@@ -296,9 +307,11 @@ def main() -> None:
         print(f"floor {f['fetch']:<8} {f['second_process_does']:<13}: {f['msgs_per_s']:>6,} msgs/s "
               f"{f['seconds']:.2f} s, {f['cpu_s']:.2f} s CPU, ratio {f['ratio_to_ceiling']:.3f}, "
               f"sent on {f['sent_on']}")
-    t = figures["triage_run_once"]
-    print(f"triage run --once:            {t['msgs_per_s']:>6,} msgs/s {t['seconds']:.2f} s, "
-          f"{t['cpu_s']:.2f} s CPU, ratio {t['ratio_to_ceiling']:.3f}")
+    for key in ("triage_run_once_before", "triage_run_once"):
+        if key in figures:
+            t = figures[key]
+            print(f"{key:<29}: {t['msgs_per_s']:>6,} msgs/s {t['seconds']:.2f} s, "
+                  f"{t['cpu_s']:.2f} s CPU, ratio {t['ratio_to_ceiling']:.3f}")
     print(f"written to {path.relative_to(bb.ROOT)}")
 
 
