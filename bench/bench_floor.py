@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--label", default="1")
     parser.add_argument("--before", type=Path, metavar="CHECKOUT",
                         help="also time triage run --once from this checkout (another commit)")
+    parser.add_argument("--before-name", default="",
+                        help="what --before is, for the figures (e.g. 'main at 37d435b9')")
     parser.add_argument("--child", nargs=2, metavar=("FETCH", "PLAN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -296,7 +298,7 @@ def main() -> None:
     if before is not None:
         rate = args.count / before["seconds"]
         figures["triage_run_once_before"] = {
-            "checkout": str(args.before), "msgs_per_s": round(rate),
+            "checkout": args.before_name or str(args.before), "msgs_per_s": round(rate),
             "seconds": round(before["seconds"], 3), "cpu_s": round(before["cpu_s"], 2),
             "ratio_to_ceiling": round(rate / ceiling, 3)}
     bb.RESULTS.mkdir(exist_ok=True)
