@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage import corrections
 from triage.corrections import Correction, CorrectionError, account_for
 from triage.errors import ConfigError, TriageError
-from triage.message import parse
+from triage.message import Message, parse
 from triage.rules import clamp_severity
 from triage.settings import from_env
 from triage.state import Database
@@ -109,6 +110,12 @@ def _json(c: Correction) -> dict[str, object]:
     }
 
 
+def training_samples(found: Sequence[Correction]) -> list[tuple[Message, str, str, str]]:
+    """Corrections as (message, type, severity, family) for a fit: each its own family."""
+    return [(c.to_message(), c.type, c.severity, f"correction-{c.account}-{c.id}")
+            for c in found]
+
+
 def train_command(args: argparse.Namespace) -> int:
     """``triage train --corrections STATE.db [--account NAME]``: the corpus plus corrections.
 
@@ -130,8 +137,7 @@ def train_command(args: argparse.Namespace) -> int:
     if not found:
         raise CorrectionError(f"{path}: no active corrections"
                               + (f" for {args.account}" if args.account else ""))
-    samples = [(c.to_message(), c.type, c.severity, f"correction-{c.account}-{c.id}")
-               for c in found]
+    samples = training_samples(found)
     corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
     out_dir = Path(args.out) if args.out else default_model_dir()
     if args.render:

@@ -66,6 +66,7 @@ CRITICAL_RECALL_GOAL = 1.0
 # false alarms (such mail is mostly marked possibly critical anyway: see the card).
 RECALL_SLACK = 0.01
 SURE_LEVEL = 0.5  # a critical said below this probability is "possibly critical"
+CORRECTION_WEIGHT = 1.0  # how many corpus mails one of the seller's corrections counts as
 HELDOUT_DIR = resources.data_dir() / "models" / "heldout"
 
 
@@ -173,8 +174,12 @@ def fit(
     severities: Sequence[str],
     families: Sequence[str],
     critical_threshold: float = 0.5,
+    sample_weight: Sequence[float] | None = None,
 ) -> Fit:
+    """Fit the vectorizers and the models; ``sample_weight`` (one per mail, default 1)
+    lets a few mails count as many, such as a seller's corrections."""
     vectorizers = new_vectorizers()
+    weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     columns = _columns(messages)
     for name, vec in vectorizers.items():
         if name != "signal":  # concept tokens are the lexicon's, never a family's
@@ -183,7 +188,8 @@ def fit(
         [vec.fit_transform(columns[n]) * WEIGHTS.get(n, 1.0) for n, vec in vectorizers.items()],
         format="csr",
     )
-    type_model = LogisticRegression(C=C_TYPE, max_iter=500).fit(features, list(types))
+    type_model = LogisticRegression(C=C_TYPE, max_iter=500).fit(
+        features, list(types), sample_weight=weight)
     blocks = [block_of(n, vec, WEIGHTS.get(n, 1.0)) for n, vec in vectorizers.items()]
     weights = Weights(blocks, linear_of(type_model), {}, critical_threshold, SURE_LEVEL)
     boosted = weights.boost(features)
@@ -195,7 +201,7 @@ def fit(
         labels = [severities[i] for i in rows]
         if len(set(labels)) > 1:
             severity_models[kind] = LogisticRegression(C=C_SEVERITY, max_iter=500).fit(
-                boosted[rows], labels
+                boosted[rows], labels, sample_weight=None if weight is None else weight[rows]
             )
     weights.severity_models = {k: linear_of(m) for k, m in severity_models.items()}
     return Fit(weights, vectorizers, type_model, severity_models)
