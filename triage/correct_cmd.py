@@ -119,8 +119,9 @@ def training_samples(found: Sequence[Correction]) -> list[tuple[Message, str, st
 def train_command(args: argparse.Namespace) -> int:
     """``triage train --corrections STATE.db [--account NAME]``: the corpus plus corrections.
 
-    Each corrected mail joins the final fit as a family of its own, weighed like any
-    corpus mail; the corrections stay in the state database and keep applying.
+    Each corrected mail joins the final fit as a family of its own, counted as
+    ``--correction-weight`` corpus mails (default :data:`triage.train.CORRECTION_WEIGHT`);
+    the corrections stay in the state database and keep applying.
     """
     from triage import model, train
     from triage.corpus import default_corpus_dir, render_corpus
@@ -142,7 +143,14 @@ def train_command(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_model_dir()
     if args.render:
         print(f"rendered {len(render_corpus(corpus_dir))} mails")
-    report = train.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples)
+    weight = args.correction_weight
+    if weight is None:
+        weight = train.CORRECTION_WEIGHT
+    if not weight > 0:
+        raise ConfigError(f"--correction-weight must be more than 0, not {weight:g}")
+    report = train.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples,
+                         extra_weight=weight)
     print(train.format_report(report))
-    print(f"with {len(samples)} corrections; model written to {out_dir / model.MODEL_FILE}")
+    print(f"with {len(samples)} corrections, each counted {weight:g} times; "
+          f"model written to {out_dir / model.MODEL_FILE}")
     return 0
