@@ -2,7 +2,8 @@
 
 Usage::
 
-    python bench/bench_corrections.py --unseen-families [--fold 0]
+    python bench/bench_corrections.py --unseen-families [--fold 0] [--retrain [WEIGHT]]
+                                      [--no-cache]
     python bench/bench_corrections.py [--folder DIR ...] [--set wording] [--unrelated DIR]
                                       [--corrections 20] [--out bench/results/corrections.json]
 
@@ -24,7 +25,13 @@ or a sample of the training corpus when the seller's mail is ``models/heldout``)
 
 Reported: the error (type or severity wrong) on the rest before and after, critical recall
 on the rest before and after, the error on the unrelated mail before and after, and that
-no suspected phishing lost its flag. Writes ``bench/results/corrections.json``.
+no suspected phishing lost its flag; with ``--retrain``, the same after ``triage train
+--corrections`` (the fold's model fitted again with the corrected mail, the corrections
+still in force). The ``diagnosis`` says why each error left on the rest is left (see
+:func:`explain`). Writes ``bench/results/corrections.json``.
+
+The fold's rendered mail and fitted model are cached (:func:`cache_dir`); ``--no-cache``
+renders and fits afresh.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ Three limits keep a correction from doing harm. Suspected phishing is never corr
 (the pipeline does not ask), so it stays suspicious, in junk and unrescued. A mail the
 model reads as critical is lowered only by a correction that lowered a critical itself
 (only a seller who said "this critical is not" says it of similar mail), and only for the
-same template, never for the sender's kind of mail alone. And the
+same template, or for the sender's kind of mail when the model misread it exactly as it
+misread the corrected one and it tells of nothing worse (no bad outcome the corrected one
+did not name, and the good news the corrected one had, if it had any): a reinstatement
+lowers the sender's next reinstatement, never its next deactivation. And the
 rules act on the corrected mail (tags, moves, how to notify), but where a rule re-types
 or re-grades it the correction stands: it is the seller's word on this kind of mail,
 more specific than a rule. A rule's critical is lowered, like the model's, only by a
