@@ -44,6 +44,7 @@ import os
 import pickle
 import platform
 import random
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -111,7 +112,8 @@ def read_corpus_sample() -> list[Mail]:
 # What the fold's model and mail are made from: the cache is keyed by all of it.
 CACHE_INPUTS = (
     "triage/corpus.py", "triage/message.py", "triage/model.py", "triage/train.py",
-    "triage/signals.py", "triage/lexicon.py", "triage/lexicon", "models/corpus/families",
+    "triage/signals.py", "triage/lexicon.py", "triage/lexicon", "triage/taxonomy.py",
+    "models/corpus/families",
 )
 
 
@@ -172,6 +174,8 @@ def unseen_families(
         return model.load_weights(where), held_mail, source, Training(*fields)
     weights, held_mail, source, training = fit_fold(fold, folds, threshold)
     if use_cache:
+        for stale in where.parent.glob(f"fold{fold}-*"):  # another corpus or code: dropped
+            shutil.rmtree(stale, ignore_errors=True)
         where.mkdir(parents=True, exist_ok=True)
         model.save(weights, where)
         rows = [(str(m.path), m.type, m.severity, m.lang, m.genuine, m.message, m.raw)

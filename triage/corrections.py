@@ -413,11 +413,6 @@ def polarity(found: frozenset[str]) -> int:
     return int(bool(found & GOOD_OUTCOMES)) - int(bool(found & BAD_OUTCOMES))
 
 
-def outcome(subject: str, body: str) -> int:
-    """+1 when the mail names only good outcomes, -1 only bad ones, else 0."""
-    return polarity(outcomes(subject, body))
-
-
 @functools.lru_cache(maxsize=4096)
 def sender_key(address: str) -> str:
     """One Amazon sender across marketplaces (``seller-news@amazon.co.uk`` is
@@ -435,7 +430,8 @@ def follows(correction: Correction, score: float, same_sender: bool,
             said: tuple[str, str], no_worse: Callable[[], bool] = lambda: False) -> bool:
     """Whether a mail this similar to the corrected one, for which the model said
     ``said`` (type, severity), takes the correction's verdict. ``no_worse`` tells whether
-    the mail names no bad outcome the corrected one did not (asked only when it decides).
+    the mail tells of nothing worse than the corrected one (:func:`no_worse`; asked only
+    when it decides).
     """
     # Critical first: only a correction that lowered a critical lowers one, and only for
     # the same template, as news (the seller said this sender's critical was news), or
