@@ -168,6 +168,64 @@ def test_which_mail_follows_a_correction(
     assert corrections.follows(correction, score, same_sender, said) is follows
 
 
+@pytest.mark.parametrize(
+    ("score", "said", "no_worse", "follows"),
+    [
+        # the sender's kind of mail, misread exactly as the corrected one, telling of
+        # nothing worse: its critical is lowered too
+        (0.6, ("account_health", "critical"), True, True),
+        # ... not when it names a bad outcome the corrected one did not
+        (0.6, ("account_health", "critical"), False, False),
+        # ... nor when the model misread it otherwise
+        (0.6, ("policy", "critical"), True, False),
+        # ... nor when it is less alike than the sender's kind of mail
+        (0.45, ("account_health", "critical"), True, False),
+    ],
+)
+def test_a_critical_is_lowered_for_the_senders_kind_of_mail_only_when_nothing_is_worse(
+    score: float, said: tuple[str, str], no_worse: bool, follows: bool,
+) -> None:
+    correction = stored("s", "b", was=("account_health", "critical"),
+                        now=("account_health", "normal"))
+    assert corrections.follows(correction, score, True, said, lambda: no_worse) is follows
+    assert corrections.follows(correction, score, False, said, lambda: no_worse) is False
+
+
+def test_no_worse_reads_what_happened() -> None:
+    reinstated = corrections.outcomes("Your selling privileges have been reinstated", "")
+    suspended = corrections.outcomes("We have suspended your selling privileges", "")
+    nothing = corrections.outcomes("Your selling privileges", "")
+    assert corrections.no_worse(lambda: reinstated, reinstated)
+    assert not corrections.no_worse(lambda: suspended, reinstated)
+    # good news lowered the corrected mail: a mail without it is not lowered by it
+    assert not corrections.no_worse(lambda: nothing, reinstated)
+    assert corrections.no_worse(lambda: nothing, suspended)
+
+
+PERFORMANCE = '"Seller Performance" <seller-performance@amazon.com>'
+
+
+def test_a_reinstatement_lowers_the_next_one_but_not_a_deactivation(db: Database) -> None:
+    recall = recall_of(db, notice(
+        PERFORMANCE, "Your selling privileges have been reinstated",
+        "Hello,\n\nThank you for your plan of action. We have reinstated your selling "
+        "privileges on Amazon.com and your listings will be active again within 24 hours."
+        "\n\nSeller Performance\n"), ("account_health", "critical"), ("account_health", "normal"))
+    reinstated = parse(notice(
+        PERFORMANCE, "Your selling privileges on Amazon.co.uk are reinstated",
+        "Hello,\n\nWe reviewed your appeal and reinstated your account. Your listings will be "
+        "active again within 24 hours.\n\nSeller Performance\n"))
+    deactivated = parse(notice(
+        PERFORMANCE, "Your selling privileges on Amazon.co.uk are removed",
+        "Hello,\n\nWe have suspended your selling privileges on Amazon.com and your listings "
+        "will not be active. Send a plan of action within 17 days.\n\nSeller Performance\n"))
+    pipe = Pipeline(Fixed("account_health", "critical"), parse_rules(DEFAULTS, "rules.yaml"))
+    lowered, kept = pipe.decide([reinstated, deactivated], corrections=recall)
+    assert (lowered.type, lowered.severity) == ("account_health", "normal")
+    assert lowered.decided_by.startswith("correction:")
+    assert (kept.severity, kept.decided_by) == ("critical", "model")
+
+
 def test_one_amazon_sender_across_marketplaces() -> None:
     assert corrections.sender_key("Seller-News@amazon.co.uk") == "seller-news@amazon"
     assert corrections.sender_key("seller-news@amazon.com") == "seller-news@amazon"
@@ -409,6 +467,8 @@ def test_train_folds_an_accounts_corrections_into_the_model(tmp_path: Path) -> N
     argv = ["train", "--corpus", str(root), "--out", str(out), "--folds", "2", "--render",
             "--corrections", str(tmp_path / "state" / "triage.db")]
     assert cli.main([*argv, "--account", "another-shop"]) == 2  # it has none
+    assert cli.main([*argv, "--account", "shop", "--correction-weight", "0"]) == 2
+    assert cli.main([*argv[:-2], "--correction-weight", "3"]) == 2  # weighs nothing
     assert cli.main([*argv, "--account", "shop"]) == 0
     [said] = Classifier.load(out).predict([parse(quiz)])
     assert said.type == "marketing"

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from triage.errors import TriageError
+from triage.errors import ConfigError, TriageError
 from triage.logs import mask
 
 log = logging.getLogger("triage")
@@ -29,6 +29,8 @@ def _train(args: argparse.Namespace) -> int:
         from triage import correct_cmd
 
         return correct_cmd.train_command(args)
+    if args.correction_weight is not None:
+        raise ConfigError("--correction-weight weighs the corrections of --corrections STATE.db")
     return train.train_command(args)
 
 
@@ -161,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrections", metavar="STATE.db",
                    help="also learn the corrections kept in this state database")
     p.add_argument("--account", help="only this account's corrections (default: all)")
+    p.add_argument("--correction-weight", type=float, metavar="N",
+                   help="with --corrections: how many corpus mails each corrected mail "
+                   "counts as (default: 2)")
     p.set_defaults(handler=_train)
 
     p = sub.add_parser("correct", help="tell triage what a mail really is; similar mail follows")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage import corrections
 from triage.corrections import Correction, CorrectionError, account_for
 from triage.errors import ConfigError, TriageError
-from triage.message import parse
+from triage.message import Message, parse
 from triage.rules import clamp_severity
 from triage.settings import from_env
 from triage.state import Database
@@ -109,11 +110,18 @@ def _json(c: Correction) -> dict[str, object]:
     }
 
 
+def training_samples(found: Sequence[Correction]) -> list[tuple[Message, str, str, str]]:
+    """Corrections as (message, type, severity, family) for a fit: each its own family."""
+    return [(c.to_message(), c.type, c.severity, f"correction-{c.account}-{c.id}")
+            for c in found]
+
+
 def train_command(args: argparse.Namespace) -> int:
     """``triage train --corrections STATE.db [--account NAME]``: the corpus plus corrections.
 
-    Each corrected mail joins the final fit as a family of its own, weighed like any
-    corpus mail; the corrections stay in the state database and keep applying.
+    Each corrected mail joins the final fit as a family of its own, counted as
+    ``--correction-weight`` corpus mails (default :data:`triage.train.CORRECTION_WEIGHT`);
+    the corrections stay in the state database and keep applying.
     """
     from triage import model, train
     from triage.corpus import default_corpus_dir, render_corpus
@@ -130,13 +138,19 @@ def train_command(args: argparse.Namespace) -> int:
     if not found:
         raise CorrectionError(f"{path}: no active corrections"
                               + (f" for {args.account}" if args.account else ""))
-    samples = [(c.to_message(), c.type, c.severity, f"correction-{c.account}-{c.id}")
-               for c in found]
+    samples = training_samples(found)
     corpus_dir = Path(args.corpus) if args.corpus else default_corpus_dir()
     out_dir = Path(args.out) if args.out else default_model_dir()
     if args.render:
         print(f"rendered {len(render_corpus(corpus_dir))} mails")
-    report = train.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples)
+    weight = args.correction_weight
+    if weight is None:
+        weight = train.CORRECTION_WEIGHT
+    if not weight > 0:
+        raise ConfigError(f"--correction-weight must be more than 0, not {weight:g}")
+    report = train.train(corpus_dir, out_dir, folds=args.folds, extra_samples=samples,
+                         extra_weight=weight)
     print(train.format_report(report))
-    print(f"with {len(samples)} corrections; model written to {out_dir / model.MODEL_FILE}")
+    print(f"with {len(samples)} corrections, each counted {weight:g} times; "
+          f"model written to {out_dir / model.MODEL_FILE}")
     return 0

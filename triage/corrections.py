@@ -23,7 +23,10 @@ Three limits keep a correction from doing harm. Suspected phishing is never corr
 (the pipeline does not ask), so it stays suspicious, in junk and unrescued. A mail the
 model reads as critical is lowered only by a correction that lowered a critical itself
 (only a seller who said "this critical is not" says it of similar mail), and only for the
-same template, never for the sender's kind of mail alone. And the
+same template, or for the sender's kind of mail when the model misread it exactly as it
+misread the corrected one and it tells of nothing worse (no bad outcome the corrected one
+did not name, and the good news the corrected one had, if it had any): a reinstatement
+lowers the sender's next reinstatement, never its next deactivation. And the
 rules act on the corrected mail (tags, moves, how to notify), but where a rule re-types
 or re-grades it the correction stands: it is the seller's word on this kind of mail,
 more specific than a rule. A rule's critical is lowered, like the model's, only by a
@@ -35,7 +38,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -315,7 +318,7 @@ class Recall:
         self.corrections = list(corrections)
         self._senders = np.array([sender_key(c.sender) for c in self.corrections], dtype=object)
         self._news = np.array([c.type in NEWS_TYPES for c in self.corrections], dtype=bool)
-        self._outcomes: dict[int, int] = {}
+        self._outcomes: dict[int, frozenset[str]] = {}
         self._matrix = _vectorizer().transform(
             [sketch(c.subject, c.body) for c in self.corrections]
         ) if self.corrections else None
@@ -350,20 +353,28 @@ class Recall:
         # Only these can follow (see :func:`follows`); most mail has none, and is done.
         possible = np.flatnonzero(
             (scores >= SIMILAR) | (same & ((scores >= SIMILAR_SAME_SENDER) | self._news)))
+        told: list[frozenset[str]] = []  # what the mail says happened, read once if needed
+
+        def tells() -> frozenset[str]:
+            if not told:
+                told.append(outcomes(message.subject, body_of(message, BODY_CHARS)))
+            return told[0]
+
         for index in possible[np.argsort(-scores[possible], kind="stable")]:
             correction, score = self.corrections[int(index)], float(scores[index])
             same_sender = bool(same[index])
-            if follows(correction, score, same_sender, said) and (
-                    correction.type != correction.model_type
-                    or self._outcome(int(index)) * outcome(message.subject,
-                                                           body_of(message, BODY_CHARS)) >= 0):
+            if not follows(correction, score, same_sender, said,
+                           functools.partial(no_worse, tells, self._told(int(index)))):
+                continue
+            if (correction.type != correction.model_type
+                    or polarity(self._told(int(index))) * polarity(tells()) >= 0):
                 return Match(correction, score, news=not alike(score, same_sender))
         return None
 
-    def _outcome(self, index: int) -> int:
+    def _told(self, index: int) -> frozenset[str]:
         if index not in self._outcomes:
             correction = self.corrections[index]
-            self._outcomes[index] = outcome(correction.subject, correction.body)
+            self._outcomes[index] = outcomes(correction.subject, correction.body)
         return self._outcomes[index]
 
 
@@ -381,13 +392,25 @@ BAD_OUTCOMES = frozenset({
 })
 
 
-def outcome(subject: str, body: str) -> int:
-    """+1 when the mail names only good outcomes, -1 only bad ones, else 0."""
+def outcomes(subject: str, body: str) -> frozenset[str]:
+    """The outcomes, good or bad, the lexicon reads in a mail."""
     from triage import signals  # the lexicon is loaded only by accounts with corrections
 
     found = signals.concepts(signals.normalise(f"{subject}\n{body}"))
-    good, bad = bool(found & GOOD_OUTCOMES), bool(found & BAD_OUTCOMES)
-    return int(good) - int(bad)
+    return frozenset(found & (GOOD_OUTCOMES | BAD_OUTCOMES))
+
+
+def no_worse(mine: Callable[[], frozenset[str]], theirs: frozenset[str]) -> bool:
+    """Whether a mail (its outcomes, read when asked) tells of nothing worse than the
+    corrected one: no bad outcome it did not name, and its good news when it had some."""
+    found = mine()
+    return not (found & BAD_OUTCOMES) - theirs and (
+        not theirs & GOOD_OUTCOMES or bool(found & GOOD_OUTCOMES))
+
+
+def polarity(found: frozenset[str]) -> int:
+    """+1 when only good outcomes are named, -1 only bad ones, else 0."""
+    return int(bool(found & GOOD_OUTCOMES)) - int(bool(found & BAD_OUTCOMES))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -404,15 +427,23 @@ def alike(score: float, same_sender: bool) -> bool:
 
 
 def follows(correction: Correction, score: float, same_sender: bool,
-            said: tuple[str, str]) -> bool:
+            said: tuple[str, str], no_worse: Callable[[], bool] = lambda: False) -> bool:
     """Whether a mail this similar to the corrected one, for which the model said
-    ``said`` (type, severity), takes the correction's verdict."""
+    ``said`` (type, severity), takes the correction's verdict. ``no_worse`` tells whether
+    the mail tells of nothing worse than the corrected one (:func:`no_worse`; asked only
+    when it decides).
+    """
     # Critical first: only a correction that lowered a critical lowers one, and only for
-    # the same template or as news (the seller said this sender's critical was news); a
-    # sender's reinstatement must not lower its next deactivation.
+    # the same template, as news (the seller said this sender's critical was news), or
+    # for the sender's kind of mail the model misread exactly as it misread the corrected
+    # one and that tells of nothing worse: a sender's reinstatement must not lower its
+    # next deactivation, which names a suspension the reinstatement did not.
     if said[1] == "critical" and correction.severity != "critical" and (
             correction.model_severity != "critical"
-            or (score < SIMILAR and correction.type not in NEWS_TYPES)):
+            or (score < SIMILAR and correction.type not in NEWS_TYPES
+                and not (same_sender and score >= SIMILAR_SAME_SENDER
+                         and said == (correction.model_type, correction.model_severity)
+                         and no_worse()))):
         return False
     if alike(score, same_sender):
         return True
