@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from triage.classify_cmd import Source, table_row
+from triage.message import parse
 from triage.settings import default_model_dir
+from triage.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = {"source", "type", "severity", "suspicious", "amazon", "confidence", "order_id",
@@ -94,6 +97,16 @@ def test_the_table_is_readable(tmp_path: Path) -> None:
     assert header.split()[:3] == ["SEVERITY", "TYPE", "CONF"]
     assert row.split()[:2] == ["critical", "claim"]
     assert "113-7781204-5530618" in row
+
+
+def test_the_table_says_possibly_critical_as_alerts_do() -> None:
+    unsure = Verdict("inventory", "high", 0.87, amazon=True, possibly_critical=True)
+    row = table_row(Source("notice.eml", claim_mail()), parse(claim_mail()), unsure)
+    assert row.split()[:2] == ["high", "inventory"]
+    assert "possibly critical: A-to-z Guarantee claim filed" in row
+    sure = table_row(Source("notice.eml", claim_mail()), parse(claim_mail()),
+                     Verdict("inventory", "high", 0.97, amazon=True))
+    assert "possibly critical" not in sure
 
 
 def test_a_missing_path_is_bad_usage(tmp_path: Path) -> None:

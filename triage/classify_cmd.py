@@ -141,6 +141,8 @@ def json_line(source: Source, verdict: Verdict) -> str:
 def table_row(source: Source, msg: Message, verdict: Verdict) -> str:
     flag = "SUSPICIOUS" if verdict.suspicious else ("amazon" if verdict.amazon else "")
     what = verdict.error or msg.subject.replace("\n", " ")[:60]
+    if verdict.possibly_critical and not verdict.error:
+        what = f"possibly critical: {what}"  # as alerts and the digest say it
     return (
         f"{verdict.severity:<8} {verdict.type:<15} {verdict.confidence:4.2f} {flag:<10} "
         f"{verdict.order_id or '-':<19} {what}  [{source.name}]"
