@@ -48,6 +48,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from triage import corpus, correct_cmd, model, rules, train  # noqa: E402
+from triage import corpus, correct_cmd, learning, model, rules, train  # noqa: E402
 from triage.corrections import Correction, Recall  # noqa: E402
 from triage.message import Message, parse  # noqa: E402
 from triage.pipeline import Pipeline  # noqa: E402
@@ -143,17 +144,12 @@ class Training:
     families: list[str]
     critical_threshold: float
 
-    def refit(self, extra: list[tuple[Message, str, str, str]], weight: float) -> model.Weights:
-        """The model ``triage train --corrections`` would fit: these mails and ``extra``."""
-        messages, types, severities, families = (list(x) for x in zip(*extra, strict=True))
-        return train.fit(
-            self.messages + messages,
-            self.types + types,
-            self.severities + severities,
-            self.families + families,
-            critical_threshold=self.critical_threshold,
-            sample_weight=[1.0] * len(self.messages) + [weight] * len(extra),
-        ).weights
+    def refit(self, found: Sequence[Correction], weight: float, sure_level: float
+              ) -> model.Weights:
+        """The learned model triage makes of these mails and the seller's corrections
+        (:func:`triage.learning.fit`, the daemon's refit and ``triage learn``)."""
+        return learning.fit(self.messages, self.types, self.severities, self.families,
+                            found, self.critical_threshold, sure_level, weight)
 
 
 def unseen_families(
@@ -464,9 +460,9 @@ def main() -> int:
     followed = sum(v.decided_by.startswith("correction:") for v in rest_after_verdicts)
     retrained: dict[str, object] | None = None
     if args.retrain is not None and args.unseen_families and made:
-        extra = correct_cmd.training_samples(recall.corrections)
         again = Pipeline(
-            model.Classifier(training.refit(extra, args.retrain), {}),
+            learning.LearnedClassifier(
+                training.refit(recall.corrections, args.retrain, weights.sure_level), {}),
             rule_set,
             rescue_folder="INBOX",
         )
