@@ -7,15 +7,19 @@ shipped corpus, as a seller would (about a minute).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from receivers import HttpReceiver
-from test_corrections import NEWSLETTER, ROOT, delayed, needs_model, notice, record, triage
+from test_corrections import NEWSLETTER, ROOT, delayed, needs_model, notice, record
 from test_daemon import settings_for
 from test_model import write_tiny_corpus
 
@@ -161,6 +165,31 @@ def test_the_daemon_refits_after_a_folder_move_and_the_next_mail_is_decided_by_i
 
 
 @needs_model
+def test_twenty_corrections_in_a_row_make_one_refit(tmp_path: Path) -> None:
+    place = where(tmp_path)
+    db = Database(place.database_path)
+    now = [1000.0]
+    own = AccountModel(Classifier.load())
+    learner = Learner("shop", own, place, after_seconds=60, clock=lambda: now[0])
+    learner.start()
+    for n in range(20):  # one every 10 s, as a seller going through the inbox
+        raw = notice("<quiz@example.org>", f"Weekly trivia quiz {n}: zorblax edition",
+                     f"Answer the zorblax trivia quiz number {n} and win a mug.", auth=None)
+        record(db, raw, ("other", "low"), ("marketing", "low"), account="shop")
+        learner.poll()
+        now[0] += 10
+    assert learner.refits == 0
+    now[0] += 60
+    learner.poll()
+    assert learner.refits == 1
+    wait_for(lambda: own.learned is not None, learner, 60)
+    assert learner.refits == 1 and learner.last is not None
+    assert learner.last["corrections"] == 20
+    learner.stop()
+    db.close()
+
+
+@needs_model
 def test_a_failing_refit_keeps_the_model_deciding_and_is_told_once(
     tmp_path: Path, http: HttpReceiver
 ) -> None:
@@ -229,34 +258,75 @@ def test_the_wait_before_a_refit_is_a_setting(tmp_path: Path) -> None:
         from_env({**env, "TRIAGE_LEARN_AFTER_SECONDS": "-5"})
 
 
+def run_triage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "triage.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=180, check=False)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
 @needs_model
-def test_learn_then_classify_then_undo_on_the_shipped_corpus(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+def test_learn_classify_run_and_undo_on_the_shipped_corpus(  # type: ignore[no-untyped-def]
+    dovecot, tmp_path: Path
+) -> None:
+    """As a seller would: correct, learn, classify, run the daemon, undo while it runs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env.update(dovecot.env())
+    env.update({"TRIAGE_STATE_DIR": str(tmp_path), "TRIAGE_LEARN_AFTER_SECONDS": "1"})
+    account = dovecot.imap_settings().account
     (tmp_path / "news.eml").write_bytes(NEWSLETTER)
     (tmp_path / "lunch.eml").write_bytes(LUNCH)
-    assert triage("correct", str(tmp_path / "news.eml"), "--type", "marketing",
-                  state=state).returncode == 0
-    assert "learned model: none (none made yet)" in triage("corrections", state=state).stdout
-    done = triage("learn", state=state)
+    assert run_triage("correct", str(tmp_path / "news.eml"), "--type", "marketing",
+                      env=env).returncode == 0
+    assert "learned model: none (none made yet)" in run_triage("corrections", env=env).stdout
+    done = run_triage("learn", env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("learned from 1 corrections of local and ")
-    assert str(state / "models") in done.stdout
+    assert done.stdout.startswith(f"learned from 1 corrections of {account} and ")
+    assert str(tmp_path / "models") in done.stdout
     print(done.stdout)  # the refit's seconds, CPU and peak memory, for the record
-    assert "learned model: current (1 corrections" in triage("corrections", state=state).stdout
-    verdict = json.loads(triage("classify", "--json", str(tmp_path / "lunch.eml"),
-                                state=state).stdout)
+    assert "learned model: current (1 corrections" in run_triage("corrections", env=env).stdout
+    verdict = json.loads(run_triage("classify", "--json", str(tmp_path / "lunch.eml"),
+                                    env=env).stdout)
     assert verdict["decided_by"] == "learned model"
     assert verdict["reasons"][0].startswith("learned model: ")
 
-    assert triage("corrections", "--undo", "1", state=state).returncode == 0
-    listed = triage("corrections", state=state).stdout
-    assert "learned model: stale (your corrections changed since)" in listed
-    again = json.loads(triage("classify", "--json", str(tmp_path / "lunch.eml"),
-                              state=state).stdout)
-    assert again["decided_by"] == "model"
-    gone = triage("learn", state=state)
-    assert gone.stdout.startswith("no active corrections for local")
-    assert not any((state / "models").iterdir())
+    def decided(subject: str) -> str | None:
+        conn = sqlite3.connect(tmp_path / "triage.db")
+        try:
+            row = conn.execute("SELECT decided_by FROM messages WHERE subject LIKE ?",
+                               (f"%{subject}%",)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else str(row[0])
+
+    with (tmp_path / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "triage.cli", "run"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        time.sleep(1.0)
+        dovecot.append("INBOX", LISTING)
+        assert wait_until(lambda: decided("garden hose") is not None), (
+            (tmp_path / "daemon.log").read_text())
+        assert decided("garden hose") == "learned model"
+        # An undo while it runs: the learned model stops deciding at once.
+        assert run_triage("corrections", "--undo", "1", env=env).returncode == 0
+        assert wait_until(lambda: "is stale" in (tmp_path / "daemon.log").read_text())
+        dovecot.append("INBOX", LISTING.replace(b"garden hose", b"kettle"))
+        assert wait_until(lambda: decided("kettle") is not None)
+        assert decided("kettle") == "model"
+        # With no correction left, the refit removes the learned model.
+        assert wait_until(lambda: not any((tmp_path / "models").iterdir()))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=15)
+    assert daemon.returncode == 0, (tmp_path / "daemon.log").read_text()
+    listed = run_triage("corrections", env=env).stdout
+    assert "learned model: none (no corrections to learn from)" in listed
 
 
 def test_imports_do_not_load_scikit_learn_for_the_daemon() -> None:

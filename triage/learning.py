@@ -427,6 +427,7 @@ class Learner:
         self._told = False
         self._lock = threading.Lock()
         self.last: dict[str, Any] | None = None  # what the last refit measured
+        self.refits = 0  # started since this learner was made
 
     def start(self) -> None:
         """At start: the current learned model goes to work; a stale one is refitted now."""
@@ -478,6 +479,7 @@ class Learner:
             args=(theirs, self.where, self.account, os.getpid()), daemon=True,
         )
         self._child.start()
+        self.refits += 1
         theirs.close()
         log.info("%s: refitting the learned model with the corrections (pid %d)",
                  self.account, self._child.pid)
