@@ -25,10 +25,10 @@ or a sample of the training corpus when the seller's mail is ``models/heldout``)
 
 Reported: the error (type or severity wrong) on the rest before and after, critical recall
 on the rest before and after, the error on the unrelated mail before and after, and that
-no suspected phishing lost its flag; with ``--retrain``, the same after ``triage train
---corrections`` (the fold's model fitted again with the corrected mail, the corrections
-still in force). The ``diagnosis`` says why each error left on the rest is left (see
-:func:`explain`). Writes ``bench/results/corrections.json``.
+no suspected phishing lost its flag; with ``--retrain``, the same after the retrain triage
+does by itself (:func:`triage.learning.fit`: the fold's model fitted again with the corrected
+mail, the corrections still in force). The ``diagnosis`` says why each error left on the
+rest is left (see :func:`explain`). Writes ``bench/results/corrections.json``.
 
 The fold's rendered mail and fitted model are cached (:func:`cache_dir`); ``--no-cache``
 renders and fits afresh.
@@ -417,7 +417,7 @@ def main() -> int:
         nargs="?",
         const=train.CORRECTION_WEIGHT,
         metavar="WEIGHT",
-        help="with --unseen-families, also measure after `triage train --corrections`: the "
+        help="with --unseen-families, also measure after the learned model's refit: the "
         "fold's model fitted again with the corrected mail counted WEIGHT times "
         "(default: triage train's own)",
     )
@@ -527,7 +527,7 @@ def main() -> int:
         again_rest, again_unrelated = retrained["rest"], retrained["unrelated_mail"]
         assert isinstance(again_rest, dict) and isinstance(again_unrelated, dict)
         print(
-            f"after `triage train --corrections` (weight {args.retrain:g}), corrections in "
+            f"after the learned model's refit (weight {args.retrain:g}), corrections in "
             f"force: error on the rest {again_rest['error_rate']:.3f} "
             f"({again_rest['errors']}), critical recall {again_rest['critical_recall']:.3f}, "
             f"unrelated {again_unrelated['error_rate']:.3f}"
