@@ -19,6 +19,7 @@ logged and told to the seller once, and the previous model keeps deciding.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -250,13 +251,21 @@ def learn(
     reader finds the old model or the new one, never half of one; a refit stopped half
     way leaves only a temporary folder, removed by the next refit.
     """
+    target = model_dir(state_dir, account)
+    with _locked(target):  # `triage learn` and the daemon's refit: one at a time
+        return _learn(database_path, target, account, shipped_dir, corpus_dir, weight, shown)
+
+
+def _learn(
+    database_path: Path, target: Path, account: str, shipped_dir: Path, corpus_dir: Path,
+    weight: float | None, shown: progress.Progress | None,
+) -> Learned:
     started = time.perf_counter()
     db = Database(database_path)
     try:
         found = corrections.listing(db, account, active_only=True)
     finally:
         db.close()
-    target = model_dir(state_dir, account)
     clear_leftovers(target)
     if not found:
         _remove(target)
@@ -321,6 +330,20 @@ def _remove(target: Path) -> None:
     target.unlink(missing_ok=True)
     if before is not None:
         shutil.rmtree(before, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(target: Path, wait: bool = True) -> Iterator[bool]:
+    """Held while the account's learned model is written; False if another holds it and
+    ``wait`` is false. The lock goes with the process holding it, even a killed one."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f"{target.name}.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def clear_leftovers(target: Path) -> None:
@@ -543,7 +566,10 @@ class Learner:
             if self._pipe is not None:
                 self._pipe.close()
                 self._pipe = None
-            clear_leftovers(model_dir(self.where.state_dir, self.account))
+            target = model_dir(self.where.state_dir, self.account)
+            with _locked(target, wait=False) as mine:
+                if mine:  # not while `triage learn` writes
+                    clear_leftovers(target)
             self.db.close()
 
 
