@@ -509,11 +509,11 @@ class Supervisor:
                 self._guarded(learner.poll)
         for daemon in self.daemons:
             daemon.stop()
-        for learner in self.learners:  # a refit in progress is stopped, nothing half-written
-            learner.stop()
         # One deadline for all: the process must be gone within 10 s of SIGTERM, and the
         # threads are daemon threads, so whatever still runs then ends with the process.
         deadline = time.monotonic() + STOP_GRACE_SECONDS + 1
+        for learner in self.learners:  # a refit in progress is stopped, nothing half-written
+            self._guarded(learner.stop)
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
