@@ -341,3 +341,34 @@ def test_imports_do_not_load_scikit_learn_for_the_daemon() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+@needs_model
+def test_sigterm_during_a_refit_stops_it_and_leaves_no_half_model(  # type: ignore[no-untyped-def]
+    dovecot, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    env.update(dovecot.env())
+    env["TRIAGE_STATE_DIR"] = str(tmp_path)
+    db = Database(tmp_path / "triage.db")
+    record(db, NEWSLETTER, ("account_health", "high"), ("marketing", "low"),
+           account=dovecot.imap_settings().account)
+    db.close()
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "triage.cli", "run"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        # A correction and no learned model: the refit starts with the daemon.
+        assert wait_until(lambda: "refitting the learned model" in log_path.read_text()), (
+            log_path.read_text())
+        child = int(log_path.read_text().split("(pid ")[1].split(")")[0])
+        time.sleep(1.0)  # well into reading the corpus
+        assert Path(f"/proc/{child}").exists()
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+    assert daemon.returncode == 0, log_path.read_text()
+    assert wait_until(lambda: not Path(f"/proc/{child}").exists(), 2)
+    assert models_in(tmp_path) == []
+    assert "refit stopped" in log_path.read_text()
