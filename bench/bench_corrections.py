@@ -25,10 +25,10 @@ or a sample of the training corpus when the seller's mail is ``models/heldout``)
 
 Reported: the error (type or severity wrong) on the rest before and after, critical recall
 on the rest before and after, the error on the unrelated mail before and after, and that
-no suspected phishing lost its flag; with ``--retrain``, the same after ``triage train
---corrections`` (the fold's model fitted again with the corrected mail, the corrections
-still in force). The ``diagnosis`` says why each error left on the rest is left (see
-:func:`explain`). Writes ``bench/results/corrections.json``.
+no suspected phishing lost its flag; with ``--retrain``, the same after the retrain triage
+does by itself (:func:`triage.learning.fit`: the fold's model fitted again with the corrected
+mail, the corrections still in force). The ``diagnosis`` says why each error left on the
+rest is left (see :func:`explain`). Writes ``bench/results/corrections.json``.
 
 The fold's rendered mail and fitted model are cached (:func:`cache_dir`); ``--no-cache``
 renders and fits afresh.
@@ -48,6 +48,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +56,7 @@ from pathlib import Path
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
-from triage import corpus, correct_cmd, model, rules, train  # noqa: E402
+from triage import corpus, correct_cmd, learning, model, rules, train  # noqa: E402
 from triage.corrections import Correction, Recall  # noqa: E402
 from triage.message import Message, parse  # noqa: E402
 from triage.pipeline import Pipeline  # noqa: E402
@@ -143,17 +144,12 @@ class Training:
     families: list[str]
     critical_threshold: float
 
-    def refit(self, extra: list[tuple[Message, str, str, str]], weight: float) -> model.Weights:
-        """The model ``triage train --corrections`` would fit: these mails and ``extra``."""
-        messages, types, severities, families = (list(x) for x in zip(*extra, strict=True))
-        return train.fit(
-            self.messages + messages,
-            self.types + types,
-            self.severities + severities,
-            self.families + families,
-            critical_threshold=self.critical_threshold,
-            sample_weight=[1.0] * len(self.messages) + [weight] * len(extra),
-        ).weights
+    def refit(self, found: Sequence[Correction], weight: float, sure_level: float
+              ) -> model.Weights:
+        """The learned model triage makes of these mails and the seller's corrections
+        (:func:`triage.learning.fit`, the daemon's refit and ``triage learn``)."""
+        return learning.fit(self.messages, self.types, self.severities, self.families,
+                            found, self.critical_threshold, sure_level, weight)
 
 
 def unseen_families(
@@ -421,7 +417,7 @@ def main() -> int:
         nargs="?",
         const=train.CORRECTION_WEIGHT,
         metavar="WEIGHT",
-        help="with --unseen-families, also measure after `triage train --corrections`: the "
+        help="with --unseen-families, also measure after the learned model's refit: the "
         "fold's model fitted again with the corrected mail counted WEIGHT times "
         "(default: triage train's own)",
     )
@@ -464,9 +460,9 @@ def main() -> int:
     followed = sum(v.decided_by.startswith("correction:") for v in rest_after_verdicts)
     retrained: dict[str, object] | None = None
     if args.retrain is not None and args.unseen_families and made:
-        extra = correct_cmd.training_samples(recall.corrections)
         again = Pipeline(
-            model.Classifier(training.refit(extra, args.retrain), {}),
+            learning.LearnedClassifier(
+                training.refit(recall.corrections, args.retrain, weights.sure_level), {}),
             rule_set,
             rescue_folder="INBOX",
         )
@@ -531,7 +527,7 @@ def main() -> int:
         again_rest, again_unrelated = retrained["rest"], retrained["unrelated_mail"]
         assert isinstance(again_rest, dict) and isinstance(again_unrelated, dict)
         print(
-            f"after `triage train --corrections` (weight {args.retrain:g}), corrections in "
+            f"after the learned model's refit (weight {args.retrain:g}), corrections in "
             f"force: error on the rest {again_rest['error_rate']:.3f} "
             f"({again_rest['errors']}), critical recall {again_rest['critical_recall']:.3f}, "
             f"unrelated {again_unrelated['error_rate']:.3f}"

@@ -102,12 +102,17 @@ def batches(sources: Iterable[Source], size: int = BATCH) -> Iterator[list[Sourc
         yield batch
 
 
-def build_pipeline(rules_path: str | None) -> Pipeline:
-    from triage import model, pipeline, rules, settings
+def build_pipeline(rules_path: str | None, account: str | None = None) -> Pipeline:
+    """The rules and the model of the settings' mailbox (or ``account``): its current
+    learned model when it has one, else the shipped model."""
+    from triage import corrections, learning, pipeline, rules, settings
 
     config = settings.from_env()
     loaded = rules.load_rules(Path(rules_path) if rules_path else config.rules_path)
-    return pipeline.Pipeline(model.Classifier.load(), loaded, config.trusted_authserv_ids)
+    classifier = learning.classifier_for(config.database_path, config.state_dir,
+                                         corrections.account_for(config, account),
+                                         settings.default_model_dir())
+    return pipeline.Pipeline(classifier, loaded, config.trusted_authserv_ids)
 
 
 def seller_corrections() -> Recall | None:

@@ -46,6 +46,14 @@ def _corrections(args: argparse.Namespace) -> int:
     return correct_cmd.corrections_command(args)
 
 
+def _learn(args: argparse.Namespace) -> int:
+    from triage import corrections, learning, settings
+
+    config = settings.from_env()
+    account = corrections.account_for(config, args.account)
+    return learning.learn_command(account, learning.where_for(config))
+
+
 def _check_rules(args: argparse.Namespace) -> int:
     from triage import rules, settings
 
@@ -181,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--account", help="the mailbox (default: the first)")
     p.add_argument("--json", action="store_true", help="one JSON object per correction per line")
     p.set_defaults(handler=_corrections)
+
+    p = sub.add_parser("learn", help="refit your learned model with your corrections now "
+                       "(the daemon does it by itself)")
+    p.add_argument("--account", help="the mailbox (default: the first)")
+    p.set_defaults(handler=_learn)
 
     p = sub.add_parser("check-rules", help="validate a rules file")
     p.add_argument("file", nargs="?",

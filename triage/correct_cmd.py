@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from triage import corrections
+from triage import corrections, learning
 from triage.corrections import Correction, CorrectionError, account_for
 from triage.errors import ConfigError, TriageError
-from triage.message import Message, parse
+from triage.learning import training_samples
+from triage.message import parse
 from triage.rules import clamp_severity
-from triage.settings import from_env
+from triage.settings import default_model_dir, from_env
 from triage.state import Database
 from triage.sync import fingerprint
 
@@ -63,7 +63,7 @@ def correct_command(args: argparse.Namespace) -> int:
     account = account_for(settings, args.account)
     # Checked before the model loads, so a typo is told at once.
     corrections.validate(args.type, args.severity)
-    pipeline = build_pipeline(args.rules)
+    pipeline = build_pipeline(args.rules, account)
     db = Database(settings.database_path)
     try:
         done = record_file(db, pipeline, account, Path(args.path), args.type, args.severity)
@@ -84,6 +84,7 @@ def corrections_command(args: argparse.Namespace) -> int:
             print(f"correction {undone.id} undone: {undone.subject[:70]}")
             return 0
         rows = corrections.listing(db, account)
+        learned = learning.status(db, settings.state_dir, account, default_model_dir())
     finally:
         db.close()
     if args.json:
@@ -98,6 +99,8 @@ def corrections_command(args: argparse.Namespace) -> int:
               f"{c.subject[:60]}")
     if not rows:
         print(f"no corrections for {account}", file=sys.stderr)
+    else:
+        print(learned.describe())
     return 0
 
 
@@ -110,12 +113,6 @@ def _json(c: Correction) -> dict[str, object]:
     }
 
 
-def training_samples(found: Sequence[Correction]) -> list[tuple[Message, str, str, str]]:
-    """Corrections as (message, type, severity, family) for a fit: each its own family."""
-    return [(c.to_message(), c.type, c.severity, f"correction-{c.account}-{c.id}")
-            for c in found]
-
-
 def train_command(args: argparse.Namespace) -> int:
     """``triage train --corrections STATE.db [--account NAME]``: the corpus plus corrections.
 
@@ -125,7 +122,6 @@ def train_command(args: argparse.Namespace) -> int:
     """
     from triage import model, train
     from triage.corpus import default_corpus_dir, render_corpus
-    from triage.settings import default_model_dir
 
     path = Path(args.corrections)
     if not path.is_file():

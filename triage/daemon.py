@@ -16,6 +16,7 @@ exits at once, leaving an IDLE wait or a backoff sleep where it is.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import random
 import signal
@@ -40,6 +41,7 @@ from triage.sync import FolderLike, MailboxLike, Notifier, PipelineLike, Syncer,
 from triage.trainfolders import Target
 
 if TYPE_CHECKING:
+    from triage.learning import Learner
     from triage.pipeline import Pipeline, Predictor
     from triage.rules import Rules
 
@@ -450,6 +452,14 @@ def build(
     )
 
 
+def account_pipeline(shared: Pipeline, classifier: Predictor) -> Pipeline:
+    """A pipeline of one account's own: its classifier, the shared rules and trust."""
+    from triage.pipeline import Pipeline
+
+    return Pipeline(classifier, shared.rules, shared.trusted_authserv_ids,
+                    shared.rescue_folder, shared.assess)
+
+
 def running_policy(pipeline: Pipeline) -> Callable[[], NotifyPolicy]:
     """The notify section of the rules the pipeline runs, never the file on disk."""
 
@@ -467,9 +477,11 @@ class Supervisor:
     logged and retried by that account's daemon; the others go on.
     """
 
-    def __init__(self, daemons: Sequence[Daemon], watcher: RulesWatcher | None = None) -> None:
+    def __init__(self, daemons: Sequence[Daemon], watcher: RulesWatcher | None = None,
+                 learners: Sequence[Learner] = ()) -> None:
         self.daemons = list(daemons)
         self.watcher = watcher
+        self.learners = list(learners)
         self._stopping = threading.Event()
         self._reload = threading.Event()
 
@@ -482,6 +494,8 @@ class Supervisor:
         self._stopping.set()
 
     def run(self, check_every: float = 2.0) -> None:
+        for learner in self.learners:  # a current learned model decides from the first mail
+            self._guarded(learner.start)
         threads = [
             threading.Thread(target=self._run_one, args=(d,), name=f"triage-{d.imap.account}",
                              daemon=True)
@@ -491,11 +505,15 @@ class Supervisor:
             thread.start()
         while not self._stopping.wait(check_every):
             self._check_rules()
+            for learner in self.learners:
+                self._guarded(learner.poll)
         for daemon in self.daemons:
             daemon.stop()
         # One deadline for all: the process must be gone within 10 s of SIGTERM, and the
         # threads are daemon threads, so whatever still runs then ends with the process.
         deadline = time.monotonic() + STOP_GRACE_SECONDS + 1
+        for learner in self.learners:  # a refit in progress is stopped, nothing half-written
+            self._guarded(learner.stop)
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
@@ -507,6 +525,14 @@ class Supervisor:
             self.watcher.reload()
         else:
             self.watcher.check()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Learning is a bonus: whatever goes wrong with it, watching the mail goes on."""
+        try:
+            step()
+        except Exception:
+            log.exception("learning from the corrections failed; the current model keeps "
+                          "deciding")
 
     def _run_one(self, daemon: Daemon) -> None:
         while not self._stopping.is_set():
@@ -528,23 +554,32 @@ def tell_operator_refused(
 ) -> Callable[[RulesError], None]:
     """Report a refused edit at once: queue an operator note and send it now, to the
     targets of the last good policy (the broken file is never read for it)."""
+    tell = operator_note(settings, policy)
 
     def refused(error: RulesError) -> None:
+        health.set_problem("rules", f"the last rules.yaml edit was refused: {error}")
+        tell(f"Your rules.yaml edit was refused; the last good rules keep running. {error}")
+
+    return refused
+
+
+def operator_note(
+    settings: Settings, policy: Callable[[], NotifyPolicy] = NotifyPolicy
+) -> Callable[[str], None]:
+    """Queue a note for the seller about triage itself and send it now, from any thread
+    (a database connection of its own)."""
+
+    def tell(text: str) -> None:
         from triage import notify
 
-        health.set_problem("rules", f"the last rules.yaml edit was refused: {error}")
-        now = datetime.now(UTC)
         db = Database(settings.database_path)
         try:
-            notify.notify_operator(
-                db, f"Your rules.yaml edit was refused; the last good rules keep running. {error}",
-                now,
-            )
+            notify.notify_operator(db, text, datetime.now(UTC))
         finally:
             db.close()
-        # Sent from a thread of its own: a slow target must not hold up the watcher, nor
+        # Sent from a thread of its own: a slow target must not hold up the caller, nor
         # the SIGTERM it waits for.
-        threading.Thread(target=send_now, args=(policy(),), name="triage-refused",
+        threading.Thread(target=send_now, args=(policy(),), name="triage-operator",
                          daemon=True).start()
 
     def send_now(held: NotifyPolicy) -> None:
@@ -554,18 +589,20 @@ def tell_operator_refused(
         try:
             notify.deliver_due(db, settings, datetime.now(UTC), policy=held)
         except TriageError as exc:
-            log.warning("the refused edit is queued for the operator, not yet sent: %s", exc)
+            log.warning("a note for the operator is queued, not yet sent: %s", exc)
         finally:
             db.close()
 
-    return refused
+    return tell
 
 
-def rules_accepted(pipeline: Pipeline) -> Callable[[Rules], None]:
-    """New rules take over whole; a refused edit no longer counts against health."""
+def rules_accepted(*pipelines: Pipeline) -> Callable[[Rules], None]:
+    """New rules take over whole, in every account's pipeline; a refused edit no longer
+    counts against health."""
 
     def apply(rules: Rules) -> None:
-        pipeline.use_rules(rules)
+        for pipeline in pipelines:
+            pipeline.use_rules(rules)
         health.set_problem("rules", None)
 
     return apply
@@ -588,16 +625,35 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
          decoder: Decoder) -> int:
-    daemons = [build(replace(settings, imap=account), pipeline, dry_run=args.dry_run,
-                     decoder=decoder)
-               for account in settings.accounts]
+    from triage import learning
+
+    where = learning.where_for(settings)
+    daemons, pipes, learners = [], [pipeline], []
+    for account in settings.accounts:
+        # Each account's mail is decided by its own learned model once it has one.
+        model = learning.AccountModel(pipeline.classifier)
+        own = account_pipeline(pipeline, model)
+        pipes.append(own)
+        daemons.append(build(replace(settings, imap=account), own, dry_run=args.dry_run,
+                             decoder=learning.AccountDecoder(decoder, model)))
+        if args.once or args.dry_run:
+            model.use(learning.current_model(where, account.account))
+        elif settings.learn_after_seconds > 0:
+            learners.append(learning.Learner(
+                account.account, model, where, after_seconds=settings.learn_after_seconds,
+                tell=operator_note(settings, running_policy(own)),
+                problem=functools.partial(health.set_problem, f"learning {account.account}"),
+            ))
+        else:
+            model.use(learning.current_model(where, account.account))
     if args.once or args.dry_run:
         # A dry run changes no state, so looping would print the same lines forever.
         return run_once_all(daemons)
     health.start(settings)
-    watcher = RulesWatcher(settings.rules_path, rules_accepted(pipeline),
+    watcher = RulesWatcher(settings.rules_path,
+                           rules_accepted(*pipes),
                            tell_operator_refused(settings, running_policy(pipeline)))
-    supervisor = Supervisor(daemons, watcher)
+    supervisor = Supervisor(daemons, watcher, learners)
     supervisor.install_signal_handlers()
     for account in settings.accounts:
         log.info("watching %s", account.describe())

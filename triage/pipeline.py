@@ -200,7 +200,9 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
     severity = clamp_severity(prediction.type, prediction.severity)
     # A mail settled by its headers (triage.screen) says so instead of naming the model.
     settled = getattr(prediction, "reason", "")
-    reasons = [settled or f"model: {prediction.type}, {severity} ({prediction.confidence:.2f})"]
+    # The account's learned model (triage.learning) names itself; the shipped one is "model".
+    by = getattr(prediction, "decided_by", "model")
+    reasons = [settled or f"{by}: {prediction.type}, {severity} ({prediction.confidence:.2f})"]
     if severity != prediction.severity:
         reasons.append(f"a {prediction.type} is never {prediction.severity}: {severity}")
     if found.suspicious:
@@ -215,7 +217,7 @@ def model_verdict(message: Message, prediction: Prediction, found: Assessment) -
         amazon=found.authenticated and prediction.type != "other",
         reasons=reasons,
         order_id=message.order_id,
-        decided_by="headers" if settled else "model",
+        decided_by="headers" if settled else by,
         possibly_critical=possibly,
         tags=[POSSIBLY_CRITICAL] if possibly else [],
     )

@@ -99,6 +99,9 @@ class Settings:
     decode_workers: int = 1
     # Further mailboxes from the settings file; ``imap`` (from the environment) comes first.
     more_accounts: tuple[ImapSettings, ...] = ()
+    # Seconds after an account's last correction before its learned model is refitted
+    # (one refit for a run of corrections); 0: never by itself, only `triage learn`.
+    learn_after_seconds: int = 120
 
     @property
     def accounts(self) -> tuple[ImapSettings, ...]:
@@ -275,7 +278,15 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ops=ops_from_env(env),
         more_accounts=accounts_from_file(env.get("TRIAGE_SETTINGS_FILE"), env),
         decode_workers=_int(env, "TRIAGE_DECODE_WORKERS", 1),
+        learn_after_seconds=_learn_after(env),
     )
+
+
+def _learn_after(env: Mapping[str, str]) -> int:
+    seconds = _int(env, "TRIAGE_LEARN_AFTER_SECONDS", 120)
+    if seconds < 0:
+        raise ConfigError(f"TRIAGE_LEARN_AFTER_SECONDS must be 0 or more, got {seconds}")
+    return seconds
 
 
 # Settings-file keys of an account and the environment variable each stands for, so
