@@ -198,6 +198,31 @@ def test_twenty_corrections_in_a_row_make_one_refit(tmp_path: Path) -> None:
 
 
 @needs_model
+def test_two_accounts_refit_one_after_the_other_not_at_once(tmp_path: Path) -> None:
+    place = where(tmp_path)
+    db = Database(place.database_path)
+    learners = {name: Learner(name, AccountModel(Classifier.load()), place, after_seconds=0.1)
+                for name in ("shop", "outlet")}
+    try:
+        for name, learner in learners.items():
+            record(db, QUIZ, ("other", "low"), ("marketing", "low"), account=name)
+            learner.start()  # corrections and no learned model: due at once
+        time.sleep(0.2)
+        first, second = learners["shop"], learners["outlet"]
+        first.poll()
+        second.poll()
+        assert first.busy and not second.busy and second.refits == 0  # one child, ~300 MB
+        wait_for(lambda: first.model.learned is not None, first, 60)
+        wait_for(lambda: second.model.learned is not None, second, 60)
+        assert first.refits == 1 and second.refits == 1
+        assert decided_by(second.model, QUIZ)[1] == learning.LEARNED_BY  # type: ignore[arg-type]
+    finally:
+        for learner in learners.values():
+            learner.stop()
+        db.close()
+
+
+@needs_model
 def test_a_failing_refit_keeps_the_model_deciding_and_is_told_once(
     tmp_path: Path, http: HttpReceiver
 ) -> None:

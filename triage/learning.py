@@ -59,6 +59,10 @@ NICENESS = 10  # the refit yields the cores to syncing and alerts
 # A seller correcting mail in a row gets one refit, yet one who never stops still gets one.
 LONGEST_WAIT_FACTOR = 5
 STOP_SECONDS = 3.0  # how long a stopped refit may take to end before it is killed
+# One refit at a time in a daemon, whatever the number of accounts: each child holds
+# about 300 MB, and an upgrade of triage makes every account's learned model stale at once.
+REFITS_AT_ONCE = 1
+_refits = threading.BoundedSemaphore(REFITS_AT_ONCE)
 
 
 class LearningError(TriageError):
@@ -474,8 +478,15 @@ class Learner:
                 self._finish()
             self._see_changes(now)
             if self._due is not None and now >= self._due:
+                if not _refits.acquire(blocking=False):
+                    return  # another account's refit runs; this one stays due
                 self._due = self._first_change = None
-                self._begin()
+                try:
+                    self._begin()
+                except BaseException:
+                    self._child = self._pipe = None
+                    _refits.release()
+                    raise
 
     def _see_changes(self, now: float) -> None:
         seen = corrections.version(self.db, self.account)
@@ -511,6 +522,7 @@ class Learner:
         child, pipe = self._child, self._pipe
         self._child = self._pipe = None
         child.join()
+        _refits.release()
         answer: tuple[str, Any] = ("failed", f"the refit ended with exit code {child.exitcode}")
         try:
             if pipe is not None and pipe.poll():
@@ -563,6 +575,8 @@ class Learner:
                     child.kill()
                     child.join()
                 log.info("%s: refit stopped", self.account)
+            if child is not None:
+                _refits.release()
             if self._pipe is not None:
                 self._pipe.close()
                 self._pipe = None
