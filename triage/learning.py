@@ -43,6 +43,7 @@ from triage.corrections import Correction
 from triage.decoder import Decoder
 from triage.errors import ModelError, TriageError
 from triage.model import METADATA_FILE, MODEL_FILE, Classifier, Weights
+from triage.pipeline import LazyPredictor
 from triage.settings import Settings, default_model_dir
 from triage.state import Database
 
@@ -393,6 +394,22 @@ class AccountModel:
         self.learned = (None if learned is None
                         else LearnedClassifier(learned.weights, learned.metadata))
 
+    def use_later(self, path: Path) -> None:
+        """A learned model found current at start, loaded when a mail first needs it:
+        loading takes most of a second, and the daemon watches before that."""
+        shipped = self.shipped
+
+        def load() -> Predictor:
+            try:
+                found = Classifier.load(path)
+            except ModelError as exc:
+                log.warning("the learned model in %s does not load (%s); the shipped model "
+                            "decides", path, exc)
+                return shipped
+            return LearnedClassifier(found.weights, found.metadata)
+
+        self.learned = LazyPredictor(load)
+
     def predict(self, messages: Sequence[Message], /) -> Sequence[Prediction]:
         learned = self.learned  # read once: a swap mid-batch must not mix two models
         return (learned or self.shipped).predict(messages)
@@ -461,8 +478,7 @@ class Learner:
         self._seen = corrections.version(self.db, self.account)
         found = self._status()
         if found.current:
-            self.model.use(current_classifier(self.db, self.where.state_dir, self.account,
-                                              self.where.shipped_dir))
+            self.model.use_later(found.path)
             log.info("%s: %s", self.account, found.describe())
         elif found.corrections or found.state != "none":
             log.info("%s: %s; refitting", self.account, found.describe())
