@@ -461,8 +461,8 @@ def main() -> int:
     retrained: dict[str, object] | None = None
     if args.retrain is not None and args.unseen_families and made:
         again = Pipeline(
-            learning.LearnedClassifier(
-                training.refit(recall.corrections, args.retrain, weights.sure_level), {}),
+            learning.learned_classifier(model.Classifier(
+                training.refit(recall.corrections, args.retrain, weights.sure_level), {})),
             rule_set,
             rescue_folder="INBOX",
         )

@@ -38,17 +38,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage import corrections, model, progress
+from triage import corrections, progress, resources
 from triage.corrections import Correction
 from triage.decoder import Decoder
 from triage.errors import ModelError, TriageError
-from triage.model import METADATA_FILE, MODEL_FILE, Classifier, Weights
 from triage.pipeline import LazyPredictor
+from triage.resources import METADATA_FILE, MODEL_FILE
 from triage.settings import Settings, default_model_dir
 from triage.state import Database
 
 if TYPE_CHECKING:
     from triage.message import Message
+    from triage.model import Classifier, Weights
     from triage.pipeline import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,8 @@ def current_classifier(
     db: Database, state_dir: Path, account: str, shipped_dir: Path
 ) -> Classifier | None:
     """The account's learned model if it is current and loads, else None."""
+    from triage.model import Classifier  # numpy and scipy: only once a model is loaded
+
     found = status(db, state_dir, account, shipped_dir)
     if not found.current:
         return None
@@ -192,6 +195,8 @@ def current_classifier(
 def classifier_for(database_path: Path, state_dir: Path, account: str,
                    shipped_dir: Path) -> Classifier:
     """What decides the account's mail now: its current learned model, else the shipped."""
+    from triage.model import Classifier
+
     if Path(database_path).exists():
         db = Database(database_path)
         try:
@@ -199,7 +204,7 @@ def classifier_for(database_path: Path, state_dir: Path, account: str,
         finally:
             db.close()
         if learned is not None:
-            return LearnedClassifier(learned.weights, learned.metadata)
+            return learned_classifier(learned)
     return Classifier.load(shipped_dir)
 
 
@@ -226,10 +231,8 @@ class Where:
 
 def where_for(settings: Settings) -> Where:
     """The state folder of ``settings``, the shipped model and corpus in use."""
-    from triage.corpus import default_corpus_dir
-
     return Where(settings.database_path, settings.state_dir, default_model_dir(),
-                 default_corpus_dir())
+                 resources.corpus_dir())
 
 
 # -- making one ------------------------------------------------------------------------
@@ -276,6 +279,7 @@ def _learn(
         _remove(target)
         return Learned(account, 0, 0, None, time.perf_counter() - started)
     from triage import train
+    from triage.model import Classifier
 
     weight = train.CORRECTION_WEIGHT if weight is None else weight
     identity = shipped_identity(shipped_dir)
@@ -310,6 +314,8 @@ def _learn(
 
 def _install(target: Path, weights: Weights, meta: dict[str, Any]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
+    from triage import model
+
     made = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     model.save(weights, made, {"trained_at": meta["learned"]["trained_at"]})
     (made / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -367,19 +373,11 @@ def clear_leftovers(target: Path) -> None:
 # -- deciding with it ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LearnedPrediction(model.Prediction):
-    """A prediction of the learned model, which says so in the verdict."""
+def learned_classifier(found: Classifier) -> Classifier:
+    """A learned model: predicts as the shipped one does, and its verdicts say so."""
+    from triage.model import Classifier
 
-    decided_by: str = LEARNED_BY
-
-
-class LearnedClassifier(Classifier):
-    """A learned model: predicts as the shipped one does, and names itself."""
-
-    def predict(self, messages: Sequence[Message]) -> list[model.Prediction]:
-        return [LearnedPrediction(p.type, p.severity, p.confidence, p.possibly_critical)
-                for p in super().predict(messages)]
+    return Classifier(found.weights, found.metadata, decided_by=LEARNED_BY)
 
 
 class AccountModel:
@@ -392,7 +390,7 @@ class AccountModel:
 
     def use(self, learned: Classifier | None) -> None:
         self.learned = (None if learned is None
-                        else LearnedClassifier(learned.weights, learned.metadata))
+                        else learned_classifier(learned))
 
     def use_later(self, path: Path) -> None:
         """A learned model found current at start, loaded when a mail first needs it:
@@ -400,13 +398,15 @@ class AccountModel:
         shipped = self.shipped
 
         def load() -> Predictor:
+            from triage.model import Classifier
+
             try:
                 found = Classifier.load(path)
             except ModelError as exc:
                 log.warning("the learned model in %s does not load (%s); the shipped model "
                             "decides", path, exc)
                 return shipped
-            return LearnedClassifier(found.weights, found.metadata)
+            return learned_classifier(found)
 
         self.learned = LazyPredictor(load)
 

@@ -27,7 +27,7 @@ import re
 import zipfile
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,12 @@ import scipy.sparse as sp
 from triage import taxonomy
 from triage.errors import ModelError
 from triage.message import Message
+from triage.resources import METADATA_FILE, MODEL_FILE, WEIGHTS_FILE
 from triage.settings import default_model_dir
 from triage.signals import signal_tokens
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "triage-model.json"
-WEIGHTS_FILE = "triage-model.npz"
-METADATA_FILE = "metadata.json"
 CARD_FILE = "README.md"
 FORMAT_VERSION = 3
 BODY_CAP = 1500  # the opening of a mail says what it is about; the rest is footers
@@ -474,6 +472,7 @@ class Prediction:
     # Critical is possible but not sure: said with a probability below the sure level, or
     # the runner-up severity. Alerts and the digest say "possibly critical".
     possibly_critical: bool = False
+    decided_by: str = "model"  # what the verdict says decided it: "model", "learned model"
 
 
 @dataclass(frozen=True)
@@ -573,9 +572,11 @@ def decide(scored: Scored, critical_threshold: float, sure_level: float) -> Pred
 class Classifier:
     """The shipped model: ``Classifier.load().predict(messages)``."""
 
-    def __init__(self, weights: Weights, metadata: dict[str, Any]) -> None:
+    def __init__(self, weights: Weights, metadata: dict[str, Any],
+                 decided_by: str = "model") -> None:
         self.weights = weights
         self.metadata = metadata
+        self.decided_by = decided_by
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> Classifier:
@@ -593,7 +594,10 @@ class Classifier:
         """One prediction per message, vectorised in one batch."""
         if not messages:
             return []
-        return self.weights.predict(messages)
+        said = self.weights.predict(messages)
+        if self.decided_by != "model":
+            said = [replace(p, decided_by=self.decided_by) for p in said]
+        return said
 
 
 # --- the model files --------------------------------------------------------------

@@ -11,6 +11,11 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+# The files of a model folder, shipped or learned (read by triage.model, written by train).
+MODEL_FILE = "triage-model.json"
+WEIGHTS_FILE = "triage-model.npz"
+METADATA_FILE = "metadata.json"
+
 
 def data_dir() -> Path:
     """The folder holding ``rules.yaml`` and ``models/``.
