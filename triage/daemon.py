@@ -629,6 +629,9 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
 
     where = learning.where_for(settings)
     daemons, pipes, learners = [], [pipeline], []
+    learning_db: Database | None = None
+    if not (args.once or args.dry_run) and settings.learn_after_seconds > 0:
+        learning_db = Database(settings.database_path)
     for account in settings.accounts:
         # Each account's mail is decided by its own learned model once it has one.
         model = learning.AccountModel(pipeline.classifier)
@@ -643,6 +646,7 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
                 account.account, model, where, after_seconds=settings.learn_after_seconds,
                 tell=operator_note(settings, running_policy(own)),
                 problem=functools.partial(health.set_problem, f"learning {account.account}"),
+                db=learning_db,
             ))
         else:
             model.use(learning.current_model(where, account.account))
@@ -662,7 +666,11 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
         # the time, and the first mail that needs the model does not wait for it.
         threading.Thread(target=pipeline.classifier.load, name="triage-model",
                          daemon=True).start()
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        if learning_db is not None:
+            learning_db.close()
     log.info("stopped")
     return 0
 

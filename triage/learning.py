@@ -179,11 +179,11 @@ def current_classifier(
     db: Database, state_dir: Path, account: str, shipped_dir: Path
 ) -> Classifier | None:
     """The account's learned model if it is current and loads, else None."""
-    from triage.model import Classifier  # numpy and scipy: only once a model is loaded
-
     found = status(db, state_dir, account, shipped_dir)
     if not found.current:
         return None
+    from triage.model import Classifier  # numpy, scipy, the lexicon: only to load one
+
     try:
         return Classifier.load(found.path)
     except ModelError as exc:
@@ -453,7 +453,7 @@ class Learner:
         self, account: str, account_model: AccountModel, where: Where, *,
         after_seconds: float, tell: Callable[[str], None] = lambda text: None,
         problem: Callable[[str | None], None] = lambda reason: None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, db: Database | None = None,
     ) -> None:
         self.account = account
         self.model = account_model
@@ -462,7 +462,10 @@ class Learner:
         self.tell = tell
         self.problem = problem
         self.clock = clock
-        self.db = Database(where.database_path)
+        # A daemon's learners share one connection (``db``): one per account cost 100
+        # accounts most of a second before watching, and memory for as long as they run.
+        self._own_db = db is None
+        self.db = Database(where.database_path) if db is None else db
         self._seen: tuple[int, int] | None = None
         self._due: float | None = None
         self._first_change: float | None = None
@@ -600,7 +603,8 @@ class Learner:
             with _locked(target, wait=False) as mine:
                 if mine:  # not while `triage learn` writes
                     clear_leftovers(target)
-            self.db.close()
+            if self._own_db:
+                self.db.close()
 
 
 def _refit_in_child(answer: Connection, where: Where, account: str, parent: int) -> None:
