@@ -45,6 +45,21 @@ def test_without_a_terminal_a_log_line_tells_how_far_every_few_seconds(
     assert lines[-1] == "INBOX: backfill: done, 1,000 of 1,000 mail (25/s)"
 
 
+def test_slow_steps_are_told_by_their_time_not_a_rate_of_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="triage.progress")
+    with progress.track("learn", total=3, unit="step", stream=io.StringIO(), every=10,
+                        clock=clock) as shown:
+        for _ in range(3):
+            clock.now += 12
+            shown.advance()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "learn: 1 of 3 step (12 s)"
+    assert lines[-1] == "learn: done, 3 of 3 step (36 s)"
+
+
 def test_on_a_terminal_a_bar_shows_count_and_total() -> None:
     main, side = pty.openpty()
     # A terminal 80 columns wide (a fresh pseudo-terminal has none, and no bar fits).

@@ -70,10 +70,12 @@ class Progress:
         log.info("%s: done, %s", self.what, self.describe(self.clock()))
 
     def describe(self, now: float) -> str:
-        """``1,200 of 10,000 mail (800/s)``."""
+        """``1,200 of 10,000 mail (800/s)``; slow work by its time: ``2 of 3 step (31 s)``."""
         seconds = max(now - self.started, 1e-9)
         of = f" of {self.total:,}" if self.total is not None else ""
-        return f"{self.done:,}{of} {self.unit} ({self.done / seconds:,.0f}/s)"
+        rate = self.done / seconds
+        pace = f"{rate:,.0f}/s" if rate >= 1 else f"{seconds:,.0f} s"
+        return f"{self.done:,}{of} {self.unit} ({pace})"
 
 
 @contextmanager
