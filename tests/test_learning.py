@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,17 +82,16 @@ def test_a_learned_model_decides_while_current_and_never_once_stale(tmp_path: Pa
                           place.corpus_dir)
     assert (done.corrections, done.path) == (1, learning.model_dir(tmp_path, "shop"))
     assert learning.status(db, tmp_path, "shop", place.shipped_dir).current
-    learned = learning.classifier_for(place.database_path, tmp_path, "shop", place.shipped_dir)
+    learned = learning.classifier_for(place, "shop")
     # The refit learned the corrected mail; the verdict names the learned model.
     assert decided_by(learned, QUIZ) == ("marketing", "learned model")
-    other = learning.classifier_for(place.database_path, tmp_path, "another-shop",
-                                    place.shipped_dir)
+    other = learning.classifier_for(place, "another-shop")
     assert decided_by(other, QUIZ)[1] == "model"
 
     corrections.undo(db, first)
     stale = learning.status(db, tmp_path, "shop", place.shipped_dir)
     assert (stale.state, stale.why) == ("stale", "your corrections changed since")
-    shipped = learning.classifier_for(place.database_path, tmp_path, "shop", place.shipped_dir)
+    shipped = learning.classifier_for(place, "shop")
     assert decided_by(shipped, QUIZ)[1] == "model"
 
     record(db, QUIZ, ("other", "low"), ("marketing", "low"), account="shop")
@@ -101,8 +101,7 @@ def test_a_learned_model_decides_while_current_and_never_once_stale(tmp_path: Pa
     assert again.path is not None and again.path.is_symlink()
     assert models_in(tmp_path) == sorted(
         [again.path.name, again.path.resolve().name])  # the old model and leftovers gone
-    assert decided_by(learning.classifier_for(place.database_path, tmp_path, "shop",
-                                              place.shipped_dir), QUIZ)[1] == "learned model"
+    assert decided_by(learning.classifier_for(place, "shop"), QUIZ)[1] == "learned model"
     # Another shipped model (an upgrade of triage): the learned one is stale.
     upgraded = tmp_path / "upgraded"
     shutil.copytree(place.shipped_dir, upgraded)
@@ -111,7 +110,7 @@ def test_a_learned_model_decides_while_current_and_never_once_stale(tmp_path: Pa
     (upgraded / "triage-model.json").write_text(json.dumps(spec))
     moved = learning.status(db, tmp_path, "shop", upgraded)
     assert (moved.state, moved.why) == ("stale", "the shipped model changed since")
-    assert decided_by(learning.classifier_for(place.database_path, tmp_path, "shop", upgraded),
+    assert decided_by(learning.classifier_for(replace(place, shipped_dir=upgraded), "shop"),
                       QUIZ)[1] == "model"
     db.close()
 

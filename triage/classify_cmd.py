@@ -109,9 +109,8 @@ def build_pipeline(rules_path: str | None, account: str | None = None) -> Pipeli
 
     config = settings.from_env()
     loaded = rules.load_rules(Path(rules_path) if rules_path else config.rules_path)
-    classifier = learning.classifier_for(config.database_path, config.state_dir,
-                                         corrections.account_for(config, account),
-                                         settings.default_model_dir())
+    classifier = learning.classifier_for(learning.where_for(config),
+                                         corrections.account_for(config, account))
     return pipeline.Pipeline(classifier, loaded, config.trusted_authserv_ids)
 
 

@@ -629,9 +629,9 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
 
     where = learning.where_for(settings)
     daemons, pipes, learners = [], [pipeline], []
-    learning_db: Database | None = None
-    if not (args.once or args.dry_run) and settings.learn_after_seconds > 0:
-        learning_db = Database(settings.database_path)
+    # A dry run or a single pass uses a current learned model but never refits one.
+    refits = not (args.once or args.dry_run) and settings.learn_after_seconds > 0
+    learning_db = Database(settings.database_path) if refits else None
     for account in settings.accounts:
         # Each account's mail is decided by its own learned model once it has one.
         model = learning.AccountModel(pipeline.classifier)
@@ -639,9 +639,7 @@ def _run(args: argparse.Namespace, settings: Settings, pipeline: Pipeline,
         pipes.append(own)
         daemons.append(build(replace(settings, imap=account), own, dry_run=args.dry_run,
                              decoder=learning.AccountDecoder(decoder, model)))
-        if args.once or args.dry_run:
-            model.use(learning.current_model(where, account.account))
-        elif settings.learn_after_seconds > 0:
+        if refits:
             learners.append(learning.Learner(
                 account.account, model, where, after_seconds=settings.learn_after_seconds,
                 tell=operator_note(settings, running_policy(own)),

@@ -67,10 +67,6 @@ REFITS_AT_ONCE = 1
 _refits = threading.BoundedSemaphore(REFITS_AT_ONCE)
 
 
-class LearningError(TriageError):
-    """A refit of the learned model failed; the previous model keeps deciding."""
-
-
 # -- what a learned model is trained from ---------------------------------------------
 
 
@@ -178,34 +174,25 @@ def status(db: Database, state_dir: Path, account: str, shipped_dir: Path) -> St
 def current_classifier(
     db: Database, state_dir: Path, account: str, shipped_dir: Path
 ) -> Classifier | None:
-    """The account's learned model if it is current and loads, else None."""
+    """The account's learned model, its verdicts naming it, if it is current and loads."""
     found = status(db, state_dir, account, shipped_dir)
     if not found.current:
         return None
     from triage.model import Classifier  # numpy, scipy, the lexicon: only to load one
 
     try:
-        return Classifier.load(found.path)
+        return learned_classifier(Classifier.load(found.path))
     except ModelError as exc:
         log.warning("%s: the learned model does not load (%s); the shipped model decides",
                     account, exc)
         return None
 
 
-def classifier_for(database_path: Path, state_dir: Path, account: str,
-                   shipped_dir: Path) -> Classifier:
+def classifier_for(where: Where, account: str) -> Classifier:
     """What decides the account's mail now: its current learned model, else the shipped."""
     from triage.model import Classifier
 
-    if Path(database_path).exists():
-        db = Database(database_path)
-        try:
-            learned = current_classifier(db, state_dir, account, shipped_dir)
-        finally:
-            db.close()
-        if learned is not None:
-            return learned_classifier(learned)
-    return Classifier.load(shipped_dir)
+    return current_model(where, account) or Classifier.load(where.shipped_dir)
 
 
 def current_model(where: Where, account: str) -> Classifier | None:
@@ -388,9 +375,9 @@ class AccountModel:
         self.shipped = shipped
         self.learned: Predictor | None = None
 
-    def use(self, learned: Classifier | None) -> None:
-        self.learned = (None if learned is None
-                        else learned_classifier(learned))
+    def use(self, learned: Predictor | None) -> None:
+        """``learned`` as :func:`current_classifier` gives it, or None for the shipped."""
+        self.learned = learned
 
     def use_later(self, path: Path) -> None:
         """A learned model found current at start, loaded when a mail first needs it:
